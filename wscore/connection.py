@@ -1,0 +1,655 @@
+"""The WebSocket connection after the handshake: RFC 6455 §5–§7 and the timeout state.
+
+Bytes in (`receive_data`, `receive_eof`), calls in (`send_*`, `ping`, `close`, `handle_timer`), and
+out: `events()`, `data_to_send()`, `next_deadline()`, `close_transport`. No I/O and no clock: time is
+the `now` the caller passes (any monotonic seconds).
+
+The state machine, in one place:
+
+    state       input                         -> state      side effect
+    CONNECTING  handshake done                -> OPEN
+    CONNECTING  handshake failed / timed out  -> CLOSED     close_transport
+    OPEN        close()                       -> CLOSING    close frame sent, close deadline armed
+    OPEN        close frame, autoclose        -> CLOSED     close frame echoed (server: close_transport)
+    OPEN        close frame, no autoclose     -> CLOSING    the application must call close()
+    CLOSING     close frame / close()         -> CLOSED     (server: close_transport)
+    any         protocol violation            -> CLOSED     close frame with the RFC's code, close_transport
+    any         EOF, pong or close timeout    -> CLOSED     code 1006, close_transport
+    CLOSED      (client) EOF or close timeout -> CLOSED     close_transport
+
+Every violation raises `ProtocolError` inside the parser and ends in `_fail`, the one path that
+turns it into a close code, an ERROR event and a closed state.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import Final
+
+from . import frames
+from ._types import CLOSED_MESSAGE, State, WSMessage, WSMsgType
+from .config import DEFAULT_CONFIG, WSConfig
+from .errors import (
+    ConnectionClosed,
+    InvalidStateError,
+    MessageTooBig,
+    ProtocolError,
+    WSTimeoutError,
+)
+from .extensions import PerMessageDeflate
+from .frames import encode_frame, mask
+
+__all__ = ["Connection"]
+
+_TEXT: Final = WSMsgType.TEXT
+_BINARY: Final = WSMsgType.BINARY
+_CONTINUATION: Final = WSMsgType.CONTINUATION
+_OPEN: Final = State.OPEN
+_CLOSING: Final = State.CLOSING
+_CLOSED: Final = State.CLOSED
+_CONNECTING: Final = State.CONNECTING
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class Connection:
+    """One end of a WebSocket connection, as a pure state machine.
+
+    Create a `ClientConnection` or `ServerConnection` to include the HTTP upgrade; create this class
+    directly to start in the OPEN state after someone else's handshake (`client` says our role,
+    `deflate` and `subprotocol` what was negotiated).
+    """
+
+    def __init__(
+        self,
+        client: bool,
+        config: WSConfig | None = None,
+        *,
+        deflate: PerMessageDeflate | None = None,
+        subprotocol: str | None = None,
+        now: float | None = None,
+        _state: State = State.OPEN,
+    ) -> None:
+        self.config: Final = config or DEFAULT_CONFIG
+        self.client: Final = client
+        self.subprotocol = subprotocol
+        self.deflate = deflate
+        self.exception: BaseException | None = None
+        """Why the connection failed or dropped (a `ProtocolError`, `WSTimeoutError`, ...), else None."""
+        self.close_code: int | None = None
+        """The peer's close code; the code we sent when we failed the connection; 1006 when it dropped."""
+        self.close_reason: str = ""
+        self.close_transport = False
+        """True once the driver should close the TCP connection (RFC 6455 §7.1.1)."""
+
+        self._state = _state
+        self._buf = bytearray()
+        self._events: list[WSMessage] = []
+        self._out: list[bytes] = []
+        self._expect_mask = 0 if client else 0x80
+        self._autoping = self.config.autoping
+        self._max_message = self.config.max_message_size
+        max_frame = self.config.max_frame_size
+        if self._max_message is not None and (max_frame is None or max_frame > self._max_message):
+            max_frame = self._max_message
+        self._max_frame = max_frame
+        self._fragments = self.config.fragments
+
+        # The message being received: its opcode (0 when none), size so far, and parts.
+        self._msg_opcode = 0
+        self._msg_compressed = False
+        self._msg_size = 0
+        self._msg_parts: list[bytes] = []
+        self._msg_text: list[str] = []
+        self._utf8 = _Utf8Decoder()
+        # Fail-fast UTF-8 check of a text frame that has only partly arrived.
+        self._probe_checked = 0
+        self._probe: codecs.IncrementalDecoder | None = None
+        # The message being sent in fragments: its opcode (0 when none) and whether it is compressed.
+        self._send_opcode = 0
+        self._send_compressed = False
+
+        self._close_sent = False
+        self._close_received = False
+
+        # Timers (monotonic seconds from the caller); see next_deadline().
+        self._now = now
+        self._last_recv = now
+        self._ping_sent_at: float | None = None
+        self._close_deadline: float | None = None
+        timeout = self.config.open_timeout
+        self._open_deadline: float | None = (
+            now + timeout if _state is _CONNECTING and now is not None and timeout else None
+        )
+
+    # -- reading the state -------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """CONNECTING, OPEN, CLOSING or CLOSED."""
+        return self._state
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is CLOSED."""
+        return self._state is _CLOSED
+
+    @property
+    def close_sent(self) -> bool:
+        """True once we sent a close frame (after which nothing else is sent)."""
+        return self._close_sent
+
+    def events(self) -> list[WSMessage]:
+        """Take the events produced since the last call, oldest first."""
+        events = self._events
+        if events:
+            self._events = []
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Take the bytes to write to the transport, in order."""
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    # -- input: bytes ------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray, now: float | None = None) -> None:
+        """Feed bytes read from the transport; events and replies become available.
+
+        `now` records the time of this activity for the heartbeat; without it, the last time given to
+        any call is used.
+        """
+        if now is None:
+            now = self._now
+        else:
+            self._now = now
+        self._last_recv = now
+        state = self._state
+        if state is not _OPEN and state is not _CLOSING:
+            if state is _CONNECTING:
+                self._receive_handshake_data(bytes(data))
+            # After the close handshake or a failure, RFC 6455 §5.5.1: data is discarded.
+            return
+        if self._close_received:
+            return
+        buf = self._buf
+        if buf:
+            buf += data
+            data = buf
+        try:
+            self._parse(data)
+        except ProtocolError as exc:
+            self._fail(exc)
+
+    def _parse(self, data: bytes | bytearray) -> None:
+        events = self._events
+        expect_mask = self._expect_mask
+        n = len(data)
+        pos = 0
+        while n - pos >= 2:
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            if (b1 & 0x80) != expect_mask:
+                if expect_mask:
+                    raise ProtocolError("unmasked frame from a client (RFC 6455 §5.1)")
+                raise ProtocolError("masked frame from a server (RFC 6455 §5.1)")
+            length = b1 & 0x7F
+            hlen = 2
+            if length >= 126:
+                if length == 126:
+                    if n - pos < 4:
+                        break
+                    length = (data[pos + 2] << 8) | data[pos + 3]
+                    hlen = 4
+                else:
+                    if n - pos < 10:
+                        break
+                    length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                    if length >> 63:
+                        raise ProtocolError(
+                            "64-bit payload length with the most significant bit set (RFC 6455 §5.2)"
+                        )
+                    hlen = 10
+            opcode = b0 & 0x0F
+            if b0 & 0x70:
+                self._check_rsv(b0, opcode)
+            if opcode & 0x8:
+                if length > 125:
+                    raise ProtocolError("control frame payload over 125 bytes (RFC 6455 §5.5)")
+                if not b0 & 0x80:
+                    raise ProtocolError("fragmented control frame (RFC 6455 §5.5)")
+                if opcode > 0xA:
+                    raise ProtocolError(f"reserved opcode {opcode:#x} (RFC 6455 §5.2)")
+            else:
+                if opcode > 2:
+                    raise ProtocolError(f"reserved opcode {opcode:#x} (RFC 6455 §5.2)")
+                # Limits are checked on the header, before the payload is buffered.
+                if self._max_frame is not None and length > self._max_frame:
+                    raise MessageTooBig(f"frame of {length} bytes is over the limit of {self._max_frame}")
+                if (
+                    self._max_message is not None
+                    and self._msg_size + length > self._max_message
+                    and not (self._msg_compressed or b0 & 0x40)
+                ):
+                    raise MessageTooBig(f"message of over {self._max_message} bytes (max_message_size)")
+            if expect_mask:
+                hlen += 4
+            end = pos + hlen + length
+            if end > n:
+                if length and (opcode == 1 or (opcode == 0 and self._msg_opcode == 1)):
+                    self._probe_partial_text(data, pos, hlen, n)
+                break
+            if expect_mask:
+                payload = mask(data[pos + hlen : end], data[pos + hlen - 4 : pos + hlen])
+            else:
+                payload = bytes(data[pos + hlen : end])
+            pos = end
+            if self._probe_checked:
+                self._probe_checked = 0
+                self._probe = None
+
+            if opcode == 1 or opcode == 2:
+                if self._msg_opcode:
+                    raise ProtocolError("new data frame inside a fragmented message (RFC 6455 §5.4)")
+                if b0 & 0xC0 == 0x80 and not self._fragments:
+                    # The common case: a whole, uncompressed message in one frame.
+                    if opcode == 1:
+                        try:
+                            events.append(WSMessage(_TEXT, payload.decode("utf-8"), None))
+                        except UnicodeDecodeError:
+                            raise ProtocolError(
+                                "text message is not valid UTF-8 (RFC 6455 §8.1)", 1007
+                            ) from None
+                    else:
+                        events.append(WSMessage(_BINARY, payload, None))
+                else:
+                    self._data_frame(opcode, payload, b0)
+            elif opcode == 0:
+                if not self._msg_opcode:
+                    raise ProtocolError("continuation frame without a message to continue (RFC 6455 §5.4)")
+                self._data_frame(0, payload, b0)
+            else:
+                self._control_frame(opcode, payload)
+                if self._close_received:
+                    pos = n
+                    break
+        if pos:
+            if data is self._buf:
+                del self._buf[:pos]
+            elif pos < n:
+                self._buf += data[pos:]
+        elif data is not self._buf:
+            self._buf += data
+
+    def _check_rsv(self, b0: int, opcode: int) -> None:
+        # RSV1 is permessage-deflate's "compressed" bit, only on a message's first frame (RFC 7692 §6).
+        if b0 & 0x30 or self.deflate is None or opcode not in (1, 2):
+            raise ProtocolError(
+                f"RSV bits {(b0 >> 4) & 7:#05b} set without a negotiated extension (RFC 6455 §5.2)"
+            )
+
+    def _probe_partial_text(self, data: bytes | bytearray, pos: int, hlen: int, n: int) -> None:
+        """Validate the UTF-8 of a text frame that has only partly arrived, to fail fast (§8.1)."""
+        if self._msg_compressed or data[pos] & 0x40:
+            return  # compressed text can only be checked once inflated
+        start = pos + hlen + self._probe_checked
+        if start >= n:
+            return
+        if self._probe is None:
+            self._probe = _Utf8Decoder()
+            if self._msg_opcode:
+                self._probe.setstate(self._utf8.getstate())
+        chunk = data[start:n]
+        if self._expect_mask:
+            offset = self._probe_checked & 3
+            key = bytes(data[pos + hlen - 4 : pos + hlen])
+            chunk = mask(chunk, key[offset:] + key[:offset])
+        self._probe_checked += n - start
+        try:
+            self._probe.decode(chunk, False)
+        except UnicodeDecodeError:
+            raise ProtocolError("text message is not valid UTF-8 (RFC 6455 §8.1)", 1007) from None
+
+    def _data_frame(self, opcode: int, payload: bytes, b0: int) -> None:
+        fin = bool(b0 & 0x80)
+        if opcode:
+            self._msg_opcode = opcode
+            self._msg_compressed = bool(b0 & 0x40)
+            self._msg_size = 0
+            if opcode == 1:
+                self._utf8.reset()
+        if self._msg_compressed:
+            assert self.deflate is not None
+            limit = None if self._max_message is None else self._max_message - self._msg_size
+            payload = self.deflate.decompress(payload, fin, limit)
+        self._msg_size += len(payload)
+        text = self._msg_opcode == 1
+        if text:
+            try:
+                chunk = self._utf8.decode(payload, fin)
+            except UnicodeDecodeError:
+                raise ProtocolError("text message is not valid UTF-8 (RFC 6455 §8.1)", 1007) from None
+            if self._fragments:
+                msg_type = _TEXT if opcode else _CONTINUATION
+                self._events.append(WSMessage(msg_type, chunk, fin))
+            elif fin:
+                self._msg_text.append(chunk)
+                self._events.append(WSMessage(_TEXT, "".join(self._msg_text), None))
+                self._msg_text = []
+            else:
+                self._msg_text.append(chunk)
+        elif self._fragments:
+            msg_type = _BINARY if opcode else _CONTINUATION
+            self._events.append(WSMessage(msg_type, payload, fin))
+        elif fin:
+            if self._msg_parts:
+                self._msg_parts.append(payload)
+                payload = b"".join(self._msg_parts)
+                self._msg_parts = []
+            self._events.append(WSMessage(_BINARY, payload, None))
+        else:
+            self._msg_parts.append(payload)
+        if fin:
+            self._msg_opcode = 0
+            self._msg_size = 0
+
+    def _control_frame(self, opcode: int, payload: bytes) -> None:
+        if opcode == frames.OP_PING:
+            if self._autoping:
+                if not self._close_sent:
+                    self._out.append(encode_frame(frames.OP_PONG, payload, masked=self.client))
+            else:
+                self._events.append(WSMessage(WSMsgType.PING, payload, None))
+        elif opcode == frames.OP_PONG:
+            if not self._autoping:
+                self._events.append(WSMessage(WSMsgType.PONG, payload, None))
+        else:
+            code, reason = frames.parse_close_payload(payload)
+            self._close_received = True
+            self._buf.clear()
+            self._msg_parts = []
+            self._msg_text = []
+            if self._close_sent:
+                # Our close is answered: the handshake is complete; keep the code we learned.
+                self.close_code = code
+                self.close_reason = reason
+                self._events.append(WSMessage(WSMsgType.CLOSE, code, reason))
+                self._set_closed()
+                return
+            self.close_code = code
+            self.close_reason = reason
+            self._events.append(WSMessage(WSMsgType.CLOSE, code, reason))
+            if self.config.autoclose:
+                self._send_close(None if code == 1005 else code, "")
+                self._set_closed()
+            else:
+                self._state = _CLOSING
+
+    # -- input: end of stream and failures -----------------------------------------------------
+
+    def receive_eof(self) -> None:
+        """The transport reached EOF (or dropped). Without a completed close handshake: code 1006."""
+        self.close_transport = True
+        if self._state is _CLOSED:
+            self._close_deadline = None
+            return
+        if self._state is _CONNECTING:
+            self._handshake_eof()
+            return
+        self.close_code = 1006
+        self.close_reason = ""
+        if self.exception is None:
+            self.exception = ConnectionClosed(
+                1006, "TCP connection closed without a close frame (RFC 6455 §7.1.5)"
+            )
+        self._set_closed()
+
+    def _fail(self, exc: ProtocolError) -> None:
+        """_Fail the WebSocket Connection_ (RFC 6455 §7.1.7): send the close code, stop reading."""
+        self.exception = exc
+        self._buf.clear()
+        self._msg_parts = []
+        self._msg_text = []
+        if not self._close_sent:
+            reason = exc.reason.encode("utf-8")[:123].decode("utf-8", "ignore")
+            self._send_close(exc.code, reason)
+        self.close_code = exc.code
+        self.close_reason = exc.reason
+        self._events.append(WSMessage(WSMsgType.ERROR, exc, None))
+        self._set_closed()
+        self.close_transport = True
+
+    def _abort(self, exc: BaseException) -> None:
+        """Drop the connection without a close handshake: code 1006 and `exc` as the reason."""
+        self.exception = exc
+        self.close_code = 1006
+        self.close_reason = str(exc)
+        self._buf.clear()
+        if self._state is not _CLOSED:
+            self._events.append(WSMessage(WSMsgType.ERROR, exc, None))
+            self._set_closed()
+        self.close_transport = True
+
+    def _set_closed(self) -> None:
+        self._state = _CLOSED
+        self._ping_sent_at = None
+        self._events.append(CLOSED_MESSAGE)
+        if self.client:
+            # RFC 6455 §7.1.1: the server closes TCP first; the client waits, within the close timeout.
+            if not self.close_transport and self.config.close_timeout and self._now is not None:
+                self._close_deadline = self._now + self.config.close_timeout
+        else:
+            self.close_transport = True
+
+    # -- input: calls --------------------------------------------------------------------------
+
+    def _check_can_send(self) -> None:
+        if self._close_sent or self._state is _CLOSED or self._state is _CONNECTING:
+            if self._state is _CONNECTING:
+                raise InvalidStateError("the opening handshake is not finished")
+            raise ConnectionClosed(self.close_code, self.close_reason)
+
+    def send_text(self, data: str, *, fin: bool = True, compress: bool | None = None) -> None:
+        """Send a text message (or, with `fin=False`, the first or next fragment of one)."""
+        if (
+            not self._send_opcode
+            and fin
+            and self.deflate is None
+            and not self._close_sent
+            and (self._state is _OPEN or self._state is _CLOSING)
+        ):
+            self._out.append(encode_frame(1, data.encode("utf-8"), masked=self.client))
+            return
+        self._send_data(1, data.encode("utf-8"), fin, compress)
+
+    def send_bytes(
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        fin: bool = True,
+        compress: bool | None = None,
+    ) -> None:
+        """Send a binary message (or, with `fin=False`, the first or next fragment of one)."""
+        if (
+            not self._send_opcode
+            and fin
+            and self.deflate is None
+            and not self._close_sent
+            and (self._state is _OPEN or self._state is _CLOSING)
+        ):
+            self._out.append(encode_frame(2, bytes(data), masked=self.client))
+            return
+        self._send_data(2, bytes(data), fin, compress)
+
+    def _send_data(self, opcode: int, payload: bytes, fin: bool, compress: bool | None) -> None:
+        self._check_can_send()
+        rsv1 = False
+        if self._send_opcode:
+            if opcode != self._send_opcode:
+                raise InvalidStateError("a fragmented message of the other type is being sent")
+            wire_opcode = 0
+            compressed = self._send_compressed
+        else:
+            wire_opcode = opcode
+            deflate = self.deflate
+            if deflate is None or compress is False:
+                compressed = False
+            elif compress is None:
+                compressed = deflate.should_compress(len(payload))
+            else:
+                compressed = deflate.compresses
+            rsv1 = compressed
+        if compressed:
+            assert self.deflate is not None
+            payload = self.deflate.compress(payload, fin)
+        self._out.append(encode_frame(wire_opcode, payload, fin=fin, rsv1=rsv1, masked=self.client))
+        if fin:
+            self._send_opcode = 0
+        else:
+            self._send_opcode = opcode
+            self._send_compressed = compressed
+
+    def send_frame(self, payload: bytes, opcode: int, *, fin: bool = True) -> None:
+        """Send one raw frame with `opcode` (never compressed). Control frames are checked as in §5.5."""
+        if opcode in (frames.OP_PING, frames.OP_PONG):
+            self._send_control(opcode, payload)
+        elif opcode == frames.OP_CLOSE:
+            code, reason = frames.parse_close_payload(payload) if payload else (None, "")
+            self.close(code, reason)
+        elif opcode in (frames.OP_TEXT, frames.OP_BINARY, frames.OP_CONTINUATION):
+            self._check_can_send()
+            self._out.append(encode_frame(opcode, bytes(payload), fin=fin, masked=self.client))
+        else:
+            raise ValueError(f"opcode {opcode:#x} is reserved (RFC 6455 §5.2)")
+
+    def send_prepared(self, frame: bytes) -> None:
+        """Queue a frame already encoded by `frames.encode_frame` (server side: the same bytes for many
+        connections, as `broadcast` does)."""
+        if self.client:
+            raise InvalidStateError("a client must mask every frame; prepared frames are unmasked")
+        self._check_can_send()
+        if self._send_opcode:
+            raise InvalidStateError("a fragmented message is being sent")
+        self._out.append(frame)
+
+    def ping(self, data: bytes = b"", now: float | None = None) -> None:
+        """Send a ping (payload of at most 125 bytes)."""
+        if now is not None:
+            self._now = now
+        self._send_control(frames.OP_PING, data)
+
+    def pong(self, data: bytes = b"") -> None:
+        """Send an unsolicited pong, or answer a ping when autoping is off."""
+        self._send_control(frames.OP_PONG, data)
+
+    def _send_control(self, opcode: int, data: bytes) -> None:
+        if len(data) > 125:
+            raise ValueError("control frame payload over 125 bytes (RFC 6455 §5.5)")
+        self._check_can_send()
+        self._out.append(encode_frame(opcode, bytes(data), masked=self.client))
+
+    def close(self, code: int | None = 1000, reason: str = "", now: float | None = None) -> bool:
+        """Start (or complete) the close handshake. Returns False if a close frame was already sent.
+
+        `code=None` sends a close frame without a code. The close deadline starts at `now`.
+        """
+        if now is not None:
+            self._now = now
+        if self._close_sent or self._state is _CLOSED:
+            return False
+        if self._state is _CONNECTING:
+            raise InvalidStateError("the opening handshake is not finished; reject it instead")
+        self._send_close(code, reason)
+        if self._close_received:
+            self._set_closed()
+        else:
+            self._state = _CLOSING
+            timeout = self.config.close_timeout
+            if timeout and self._now is not None:
+                self._close_deadline = self._now + timeout
+        return True
+
+    def _send_close(self, code: int | None, reason: str) -> None:
+        payload = frames.build_close_payload(code, reason)
+        self._out.append(encode_frame(frames.OP_CLOSE, payload, masked=self.client))
+        self._close_sent = True
+        self._send_opcode = 0
+
+    # -- timers --------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When `handle_timer` must next be called (same clock as `now`), or None.
+
+        As data arrives the heartbeat deadline only moves later, so a driver may keep one timer and
+        re-read this when it fires, and after each call that can arm a deadline (`close`, `ping`).
+        """
+        deadline = self._open_deadline if self._state is _CONNECTING else self._close_deadline
+        heartbeat = self.config.heartbeat
+        if heartbeat is not None and self._state is _OPEN and self._last_recv is not None:
+            if self._ping_sent_at is not None:
+                pong = self._ping_sent_at + (self.config.effective_pong_timeout or heartbeat)
+                deadline = pong if deadline is None else min(deadline, pong)
+            else:
+                ping = self._last_recv + heartbeat
+                deadline = ping if deadline is None else min(deadline, ping)
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        """Do what the deadlines due at `now` require: heartbeat ping, pong/close/open timeouts."""
+        self._now = now
+        if self._last_recv is None:
+            self._last_recv = now
+        state = self._state
+        if state is _CONNECTING:
+            if self._open_deadline is not None and now >= self._open_deadline:
+                self._handshake_timeout()
+            return
+        if self._close_deadline is not None and now >= self._close_deadline:
+            self._close_deadline = None
+            if state is _CLOSED:
+                self.close_transport = True  # the server never closed TCP: we do (§7.1.1)
+            else:
+                self._abort(WSTimeoutError(f"no close frame within {self.config.close_timeout} s"))
+            return
+        heartbeat = self.config.heartbeat
+        if heartbeat is None or state is not _OPEN:
+            return
+        assert self._last_recv is not None
+        if self._ping_sent_at is not None:
+            if self._last_recv >= self._ping_sent_at:
+                self._ping_sent_at = None  # anything received since the ping proves the peer alive
+            else:
+                pong_timeout = self.config.effective_pong_timeout or heartbeat
+                if now >= self._ping_sent_at + pong_timeout:
+                    self._abort(WSTimeoutError(f"no pong within {pong_timeout} s of a heartbeat ping"))
+                return
+        if now >= self._last_recv + heartbeat:
+            self._out.append(encode_frame(frames.OP_PING, b"", masked=self.client))
+            self._ping_sent_at = now
+
+    # -- handshake hooks, implemented by the client and server subclasses -------------------------
+
+    def _receive_handshake_data(self, data: bytes) -> None:
+        raise InvalidStateError("this connection has no opening handshake")
+
+    def _handshake_eof(self) -> None:
+        self._state = _CLOSED
+
+    def _handshake_timeout(self) -> None:
+        self.exception = WSTimeoutError(f"opening handshake not finished within {self.config.open_timeout} s")
+        self._state = _CLOSED
+        self.close_transport = True
+
+    def _opened(self, now: float | None) -> None:
+        """The handshake succeeded: go OPEN and parse any frames that came with it."""
+        if now is not None:
+            self._now = now
+        self._state = _OPEN
+        self._open_deadline = None
+        self._last_recv = self._now
+        if self._buf:
+            pending = bytes(self._buf)
+            self._buf.clear()
+            self.receive_data(pending)

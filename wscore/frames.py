@@ -1,0 +1,135 @@
+"""RFC 6455 §5 framing: opcodes, masking, frame encoding and the close frame's payload.
+
+Parsing lives in `connection.py`, inlined into the receive loop, because a frame's header is read
+there straight from the receive buffer; this module holds the pieces both directions share.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from .errors import ProtocolError
+
+__all__ = [
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_CONTINUATION",
+    "OP_PING",
+    "OP_PONG",
+    "OP_TEXT",
+    "build_close_payload",
+    "encode_frame",
+    "is_valid_close_code",
+    "mask",
+    "parse_close_payload",
+]
+
+OP_CONTINUATION = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+DATA_OPCODES = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY))
+CONTROL_OPCODES = frozenset((OP_CLOSE, OP_PING, OP_PONG))
+KNOWN_OPCODES = DATA_OPCODES | CONTROL_OPCODES
+
+_pack_h = struct.Struct("!BBH").pack
+_pack_q = struct.Struct("!BBQ").pack
+
+# Large payloads are XORed as one big integer: CPython does that in C, a word at a time. The
+# repeated mask for that integer is cached per mask value only while it is in use.
+_BIG = 1 << 63
+
+
+def mask(data: bytes | bytearray | memoryview, key: bytes | bytearray) -> bytes:
+    """XOR `data` with the 4-byte masking `key` (RFC 6455 §5.3); masking and unmasking are the same."""
+    n = len(data)
+    if n == 0:
+        return b""
+    reps = (n >> 2) + 1
+    return (int.from_bytes(data, "little") ^ int.from_bytes((key * reps)[:n], "little")).to_bytes(n, "little")
+
+
+class _MaskKeys:
+    """Masking keys from the OS's CSPRNG (RFC 6455 §10.3), fetched 4 KiB at a time."""
+
+    __slots__ = ("_buf", "_pos")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+
+    def next(self) -> bytes:
+        pos = self._pos
+        if pos >= len(self._buf):
+            self._buf = os.urandom(4096)
+            pos = 0
+        self._pos = pos + 4
+        return self._buf[pos : pos + 4]
+
+
+mask_keys = _MaskKeys()
+
+
+def encode_frame(
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    rsv1: bool = False,
+    masked: bool = False,
+) -> bytes:
+    """Serialize one frame. A client's frames are `masked` with a fresh random key (RFC 6455 §5.3)."""
+    b0 = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0)
+    n = len(payload)
+    if masked:
+        key = mask_keys.next()
+        if n < 126:
+            return bytes((b0, 0x80 | n)) + key + mask(payload, key)
+        if n < 65536:
+            return _pack_h(b0, 0xFE, n) + key + mask(payload, key)
+        return _pack_q(b0, 0xFF, n) + key + mask(payload, key)
+    if n < 126:
+        return bytes((b0, n)) + payload
+    if n < 65536:
+        return _pack_h(b0, 126, n) + payload
+    return _pack_q(b0, 127, n) + payload
+
+
+def is_valid_close_code(code: int) -> bool:
+    """Whether `code` may appear in a close frame (RFC 6455 §7.4; 1012–1014 are IANA-registered)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def build_close_payload(code: int | None, reason: str = "") -> bytes:
+    """The payload of a close frame: empty (no code), or the code and a UTF-8 reason (§5.5.1)."""
+    if code is None:
+        if reason:
+            raise ValueError("a close reason needs a close code")
+        return b""
+    if not is_valid_close_code(code):
+        raise ValueError(f"close code {code} may not be sent (RFC 6455 §7.4)")
+    data = code.to_bytes(2, "big") + reason.encode("utf-8")
+    if len(data) > 125:
+        raise ValueError("close reason is longer than 123 bytes (RFC 6455 §5.5)")
+    return data
+
+
+def parse_close_payload(payload: bytes) -> tuple[int, str]:
+    """Read a received close frame's payload; an empty one means 1005 (no status code, §7.1.5)."""
+    n = len(payload)
+    if n == 0:
+        return 1005, ""
+    if n == 1:
+        raise ProtocolError("close frame payload of 1 byte: a close code takes 2 (RFC 6455 §5.5.1)")
+    code = (payload[0] << 8) | payload[1]
+    if not is_valid_close_code(code):
+        raise ProtocolError(f"invalid close code {code} (RFC 6455 §7.4)")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("close reason is not valid UTF-8 (RFC 6455 §5.5.1)", 1007) from None
+    return code, reason

@@ -1,0 +1,168 @@
+"""The opening handshake's pieces (RFC 6455 §4), usable on their own by a server that parses HTTP itself."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .errors import HandshakeError
+
+__all__ = [
+    "GUID",
+    "Headers",
+    "Request",
+    "accept_token",
+    "build_response",
+    "check_request",
+    "header_tokens",
+    "normalize_headers",
+    "select_subprotocol",
+]
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+Headers = list[tuple[str, str]]
+"""Header fields in order as `(name, value)`; names as received (h11 lowercases them)."""
+
+HeadersLike = Iterable[tuple[str | bytes, str | bytes]]
+
+
+def normalize_headers(headers: HeadersLike) -> Headers:
+    """Turn `(name, value)` pairs of bytes or str (ASGI, h11, a dict's items) into `Headers`."""
+    result: Headers = []
+    for name, value in headers:
+        result.append(
+            (
+                name.decode("latin-1") if isinstance(name, bytes) else name,
+                value.decode("latin-1") if isinstance(value, bytes) else value,
+            )
+        )
+    return result
+
+
+def get_header(headers: Headers, name: str) -> str | None:
+    """All values of header `name` (case-insensitive) joined with ", ", or None if absent."""
+    name = name.lower()
+    values = [v for k, v in headers if k.lower() == name]
+    return ", ".join(values) if values else None
+
+
+def header_tokens(value: str | None) -> list[str]:
+    """A comma-separated header value as its list of non-empty, stripped tokens."""
+    if not value:
+        return []
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+def accept_token(key: str) -> str:
+    """The Sec-WebSocket-Accept value for a Sec-WebSocket-Key (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1((key + GUID).encode("ascii")).digest()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Request:
+    """An HTTP request as a server received it: what `process_request` and `accept` look at."""
+
+    method: str
+    target: str
+    headers: Headers = field(default_factory=list)
+    http_version: str = "1.1"
+
+    @classmethod
+    def build(
+        cls,
+        method: str | bytes,
+        target: str | bytes,
+        headers: HeadersLike,
+        http_version: str = "1.1",
+    ) -> Request:
+        """A request from values another HTTP parser produced (bytes or str)."""
+        if isinstance(method, bytes):
+            method = method.decode("ascii")
+        if isinstance(target, bytes):
+            target = target.decode("latin-1")
+        return cls(method, target, normalize_headers(headers), http_version)
+
+    def header(self, name: str) -> str | None:
+        """The value of header `name` (case-insensitive; repeated fields joined with ", ")."""
+        return get_header(self.headers, name)
+
+    @property
+    def path(self) -> str:
+        """The target without its query string."""
+        return self.target.split("?", 1)[0]
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """The subprotocols the client offered, in its order of preference."""
+        return header_tokens(self.header("sec-websocket-protocol"))
+
+    @property
+    def is_websocket(self) -> bool:
+        """Whether this asks for a WebSocket upgrade at all (checked fully by `check_request`)."""
+        return "websocket" in (t.lower() for t in header_tokens(self.header("upgrade")))
+
+
+def check_request(request: Request) -> str:
+    """Validate a WebSocket upgrade request (RFC 6455 §4.2.1); return its Sec-WebSocket-Key.
+
+    Raises `HandshakeError` with the status to answer: 426 for a wrong version, 400 otherwise.
+    """
+    if request.method != "GET":
+        raise HandshakeError(f"method {request.method} instead of GET (RFC 6455 §4.2.1)", status=400)
+    if request.http_version not in ("1.1", "2", "2.0", "3"):
+        raise HandshakeError(f"HTTP/{request.http_version} instead of HTTP/1.1 (RFC 6455 §4.2.1)", status=400)
+    if request.http_version == "1.1" and request.header("host") is None:
+        raise HandshakeError("missing Host header (RFC 6455 §4.2.1)", status=400)
+    if not request.is_websocket:
+        raise HandshakeError("missing 'Upgrade: websocket' header (RFC 6455 §4.2.1)", status=400)
+    connection = [t.lower() for t in header_tokens(request.header("connection"))]
+    if "upgrade" not in connection:
+        raise HandshakeError("missing 'Connection: Upgrade' header (RFC 6455 §4.2.1)", status=400)
+    version = request.header("sec-websocket-version")
+    if version != "13":
+        raise HandshakeError(
+            f"Sec-WebSocket-Version {version!r} is not 13 (RFC 6455 §4.2.2)",
+            status=426,
+            headers=[("Sec-WebSocket-Version", "13")],
+        )
+    key = request.header("sec-websocket-key")
+    if key is None:
+        raise HandshakeError("missing Sec-WebSocket-Key header (RFC 6455 §4.2.1)", status=400)
+    try:
+        raw = base64.b64decode(key.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raw = b""
+    if len(raw) != 16:
+        raise HandshakeError(
+            f"Sec-WebSocket-Key {key!r} is not 16 bytes in base64 (RFC 6455 §4.2.1)", status=400
+        )
+    return key
+
+
+SubprotocolSelector = Callable[[Sequence[str]], "str | None"]
+
+
+def select_subprotocol(offered: Sequence[str], supported: Sequence[str]) -> str | None:
+    """The first of the server's `supported` subprotocols that the client offered, or None."""
+    for protocol in supported:
+        if protocol in offered:
+            return protocol
+    return None
+
+
+def build_response(status: int, headers: HeadersLike = (), body: bytes = b"") -> tuple[int, Headers, bytes]:
+    """A complete plain HTTP response for a refused upgrade or a page: adds Content-Length,
+    Content-Type (text/plain when a body has none) and Connection: close."""
+    result = normalize_headers(headers)
+    names = {k.lower() for k, _ in result}
+    if body and "content-type" not in names:
+        result.append(("Content-Type", "text/plain; charset=utf-8"))
+    if "content-length" not in names:
+        result.append(("Content-Length", str(len(body))))
+    if "connection" not in names:
+        result.append(("Connection", "close"))
+    return status, result, body

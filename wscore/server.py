@@ -1,0 +1,205 @@
+"""The server's side of the opening handshake (RFC 6455 §4.2), then the connection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import h11
+
+from ._types import State
+from .config import WSConfig
+from .connection import Connection
+from .errors import HandshakeError, InvalidStateError
+from .extensions import accept_deflate_offer, parse_extensions, serialize_extensions
+from .handshake import (
+    Headers,
+    HeadersLike,
+    Request,
+    SubprotocolSelector,
+    accept_token,
+    build_response,
+    check_request,
+    normalize_headers,
+    select_subprotocol,
+)
+
+__all__ = ["ServerConnection"]
+
+_DEFAULT = object()
+
+
+class ServerConnection(Connection):
+    """A server connection. Feed it the client's bytes until `request` is set, then either `accept()`
+    the upgrade or `respond()` with a plain HTTP response (a page, a health check, a refusal).
+
+    A malformed request is answered by the core itself (400, 426 or 431, with the reason) and makes
+    `receive_data` raise `HandshakeError`. Frameworks that parsed the request themselves call
+    `receive_request()` instead of `receive_data()` for the handshake.
+    """
+
+    def __init__(
+        self,
+        *,
+        subprotocols: Sequence[str] = (),
+        select_subprotocol: SubprotocolSelector | None = None,
+        config: WSConfig | None = None,
+        now: float | None = None,
+    ) -> None:
+        super().__init__(False, config, now=now, _state=State.CONNECTING)
+        self.request: Request | None = None
+        """The request, once it has arrived in full."""
+        self.response_status: int | None = None
+        """The status we answered with: 101, or the plain response's."""
+        self._subprotocols = list(subprotocols)
+        self._select_subprotocol = select_subprotocol
+        self._h11: h11.Connection | None = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self.config.max_handshake_size
+        )
+
+    def _receive_handshake_data(self, data: bytes) -> None:
+        if self.request is not None or self._h11 is None:
+            # Bytes after the request (a client that does not wait for the 101) stay buffered.
+            self._buf += data
+            return
+        try:
+            self._h11.receive_data(data)
+            while True:
+                event = self._h11.next_event()
+                if event is h11.NEED_DATA:
+                    return
+                if isinstance(event, h11.Request):
+                    if len(event.headers) > self.config.max_headers:
+                        self._bad_request(431, f"more than {self.config.max_headers} header fields")
+                    self.request = Request(
+                        event.method.decode("ascii"),
+                        event.target.decode("latin-1"),
+                        normalize_headers(event.headers),
+                        event.http_version.decode("ascii"),
+                    )
+                elif event is h11.PAUSED or isinstance(event, h11.EndOfMessage):
+                    if event is h11.PAUSED:
+                        self._buf += self._h11.trailing_data[0]
+                    return
+                elif isinstance(event, h11.ConnectionClosed):
+                    return
+                # A request body (h11.Data) is not for us: a WebSocket upgrade has none.
+        except h11.RemoteProtocolError as exc:
+            self._bad_request(exc.error_status_hint, f"invalid HTTP request: {exc}")
+
+    def _bad_request(self, status: int, reason: str) -> None:
+        self._write_response(status, [], reason.encode("utf-8"))
+        exc = HandshakeError(reason, status=status)
+        self.exception = exc
+        raise exc
+
+    def receive_request(self, request: Request, now: float | None = None) -> None:
+        """Take a request parsed by someone else's HTTP stack (the embedding path)."""
+        if self._state is not State.CONNECTING or self.request is not None:
+            raise InvalidStateError("a request was already received")
+        if now is not None:
+            self._now = now
+        self.request = request
+        self._h11 = None
+
+    def _handshake_eof(self) -> None:
+        self._state = State.CLOSED
+        self.exception = HandshakeError("connection closed before the request was complete")
+
+    def accept(
+        self,
+        subprotocol: str | object | None = _DEFAULT,
+        extra_headers: HeadersLike = (),
+        now: float | None = None,
+    ) -> Headers:
+        """Accept the upgrade: queue the 101 response and go OPEN; returns the response's headers.
+
+        The subprotocol is `subprotocol` if given, else the `select_subprotocol` callback's choice,
+        else the first of `subprotocols` the client offered. permessage-deflate is accepted when the
+        config enables it and the client offered acceptable parameters. An invalid upgrade request is
+        answered with 400/426 and raises `HandshakeError`.
+        """
+        request = self.request
+        if request is None or self._state is not State.CONNECTING:
+            raise InvalidStateError("accept() needs a received request and a connection not yet opened")
+        try:
+            key = check_request(request)
+        except HandshakeError as exc:
+            self._write_response(exc.status or 400, exc.headers, exc.reason.encode("utf-8"))
+            self.exception = exc
+            raise
+        offered = request.subprotocols
+        if subprotocol is _DEFAULT:
+            if self._select_subprotocol is not None:
+                subprotocol = self._select_subprotocol(offered)
+            else:
+                subprotocol = select_subprotocol(offered, self._subprotocols)
+        if subprotocol is not None and not isinstance(subprotocol, str):
+            raise TypeError("subprotocol must be a str or None")
+        headers: Headers = [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", accept_token(key)),
+        ]
+        if subprotocol is not None:
+            headers.append(("Sec-WebSocket-Protocol", subprotocol))
+        self.subprotocol = subprotocol
+        extensions = self.negotiate_extensions(request)
+        if extensions:
+            headers.append(("Sec-WebSocket-Extensions", extensions))
+        headers.extend(normalize_headers(extra_headers))
+        if self._h11 is not None:
+            event = h11.InformationalResponse(status_code=101, headers=headers, reason=b"Switching Protocols")
+            self._out.append(self._h11.send(event))
+            self._h11 = None
+        self.response_status = 101
+        self._opened(now)
+        return headers
+
+    def negotiate_extensions(self, request: Request) -> str | None:
+        """Agree on permessage-deflate from the request's offers; the response header value or None."""
+        options = self.config.compress
+        value = request.header("sec-websocket-extensions")
+        if options is None or value is None:
+            return None
+        try:
+            offers = [params for name, params in parse_extensions(value) if name == "permessage-deflate"]
+        except ValueError:
+            return None  # an unparseable offer is declined, not fatal (RFC 6455 §9.1)
+        result = accept_deflate_offer(offers, options)
+        if result is None:
+            return None
+        self.deflate, params = result
+        return serialize_extensions([("permessage-deflate", params)])
+
+    def respond(self, status: int, headers: HeadersLike = (), body: bytes = b"") -> None:
+        """Answer with a plain HTTP response instead of upgrading (a page, a health check, a 403).
+
+        Content-Length and Connection: close are added; the connection is then CLOSED.
+        """
+        if self._state is not State.CONNECTING or self.request is None:
+            raise InvalidStateError("respond() needs a received request and a connection not yet opened")
+        if not 200 <= status <= 599:
+            raise ValueError(f"status {status} is not a final HTTP status")
+        self._write_response(status, normalize_headers(headers), body)
+
+    def _write_response(self, status: int, headers: Headers, body: bytes) -> None:
+        status, headers, body = build_response(status, headers, body)
+        self.response_status = status
+        if self._h11 is not None and self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            try:
+                self._out.append(self._h11.send(h11.Response(status_code=status, headers=headers)))
+                self._out.append(self._h11.send(h11.Data(data=body)) or b"")
+                self._out.append(self._h11.send(h11.EndOfMessage()) or b"")
+            except h11.LocalProtocolError:
+                self._out.append(_raw_response(status, headers, body))
+        else:
+            self._out.append(_raw_response(status, headers, body))
+        self._h11 = None
+        self._state = State.CLOSED
+        self.close_transport = True
+
+
+def _raw_response(status: int, headers: Headers, body: bytes) -> bytes:
+    # For responses h11 cannot write (e.g. after a request it could not parse).
+    lines = [f"HTTP/1.1 {status} \r\n"] + [f"{k}: {v}\r\n" for k, v in headers] + ["\r\n"]
+    return "".join(lines).encode("latin-1") + body
