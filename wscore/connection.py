@@ -230,7 +230,7 @@ class Connection:
                     raise MessageTooBig(f"frame of {length} bytes is over the limit of {self._max_frame}")
                 if (
                     self._max_message is not None
-                    and self._msg_size + length > self._max_message
+                    and (self._msg_size if opcode == 0 else 0) + length > self._max_message
                     and not (self._msg_compressed or b0 & 0x40)
                 ):
                     raise MessageTooBig(f"message of over {self._max_message} bytes (max_message_size)")
@@ -299,7 +299,7 @@ class Connection:
             return
         if self._probe is None:
             self._probe = _Utf8Decoder()
-            if self._msg_opcode:
+            if data[pos] & 0x0F == 0:  # a continuation: carry over the message's pending bytes
                 self._probe.setstate(self._utf8.getstate())
         chunk = data[start:n]
         if self._expect_mask:
@@ -354,6 +354,7 @@ class Connection:
         if fin:
             self._msg_opcode = 0
             self._msg_size = 0
+            self._msg_compressed = False
 
     def _control_frame(self, opcode: int, payload: bytes) -> None:
         if opcode == frames.OP_PING:
