@@ -312,8 +312,9 @@ def accept_deflate_offer(
         agreement = PerMessageDeflate(
             local_no_context_takeover=options.server_no_context_takeover
             or "server_no_context_takeover" in offer,
-            remote_no_context_takeover=options.client_no_context_takeover
-            or "client_no_context_takeover" in offer,
+            # In an offer, client_no_context_takeover is only the client's hint (RFC 7692 §7.1.1.2):
+            # our inflater keeping its context costs nothing, so we ask for it only when configured.
+            remote_no_context_takeover=options.client_no_context_takeover,
             local_max_window_bits=server_bits,
             remote_max_window_bits=client_bits,
             level=options.level,
