@@ -16,7 +16,9 @@ __all__ = [
     "ExtensionParams",
     "PerMessageDeflate",
     "accept_deflate_offer",
+    "deflate_from_header",
     "deflate_offer",
+    "negotiate_deflate",
     "parse_extensions",
     "serialize_extensions",
     "validate_deflate_response",
@@ -349,6 +351,64 @@ def validate_deflate_response(params: ExtensionParams, options: DeflateOptions) 
         remote_no_context_takeover="server_no_context_takeover" in resp,
         local_max_window_bits=local_bits,
         remote_max_window_bits=remote_bits,
+        level=options.level,
+        mem_level=options.mem_level,
+        min_size=options.min_size,
+    )
+
+
+def negotiate_deflate(
+    offer_header: str | None, options: DeflateOptions | None
+) -> tuple[PerMessageDeflate, str] | None:
+    """Server side in one call: from a request's Sec-WebSocket-Extensions value (None if absent), the
+    agreed permessage-deflate and the response header value, or None when nothing is agreed.
+
+    A malformed header or unacceptable offers are declined rather than fatal (RFC 6455 §9.1).
+    """
+    if options is None or not offer_header:
+        return None
+    try:
+        offers = [params for name, params in parse_extensions(offer_header) if name == "permessage-deflate"]
+    except ValueError:
+        return None
+    result = accept_deflate_offer(offers, options)
+    if result is None:
+        return None
+    agreement, params = result
+    return agreement, serialize_extensions([("permessage-deflate", params)])
+
+
+def deflate_from_header(
+    header: str | None, *, client: bool, options: DeflateOptions | None = None
+) -> PerMessageDeflate | None:
+    """The agreement described by an *accepted* Sec-WebSocket-Extensions value (a server's response),
+    for our role: for a `Connection` started OPEN after a handshake done elsewhere.
+
+    None when the value has no permessage-deflate; `options` supply level, mem_level and min_size.
+    Raises `ValueError` on a malformed value or parameters.
+    """
+    if not header:
+        return None
+    found = [params for name, params in parse_extensions(header) if name == "permessage-deflate"]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ValueError("permessage-deflate accepted more than once (RFC 7692 §5)")
+    params = _check_params(found[0])
+    server_bits = 15
+    client_bits = 15
+    if "server_max_window_bits" in params:
+        server_bits = _bits(params["server_max_window_bits"], "server_max_window_bits")
+    if "client_max_window_bits" in params:
+        client_bits = _bits(params["client_max_window_bits"], "client_max_window_bits")
+    server_nct = "server_no_context_takeover" in params
+    client_nct = "client_no_context_takeover" in params
+    options = options or DeflateOptions()
+    return PerMessageDeflate(
+        local_no_context_takeover=client_nct if client else server_nct,
+        remote_no_context_takeover=server_nct if client else client_nct,
+        local_max_window_bits=client_bits if client else server_bits,
+        remote_max_window_bits=server_bits if client else client_bits,
         level=options.level,
         mem_level=options.mem_level,
         min_size=options.min_size,

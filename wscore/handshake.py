@@ -1,4 +1,10 @@
-"""The opening handshake's pieces (RFC 6455 §4), usable on their own by a server that parses HTTP itself."""
+"""The opening handshake's pieces (RFC 6455 §4), usable on their own by a server that parses HTTP itself.
+
+Everything an embedding server needs is importable from here: request validation (`check_request`),
+the accept token and the 101's headers (`accept_response_headers`), subprotocol choice
+(`select_subprotocol`), Sec-WebSocket-Extensions parsing and permessage-deflate negotiation
+(`parse_extensions`, `negotiate_deflate`, `deflate_from_header`), and refusals (`build_response`).
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,23 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import HandshakeError
+from .extensions import deflate_from_header, negotiate_deflate, parse_extensions, serialize_extensions
 
 __all__ = [
     "GUID",
     "Headers",
     "Request",
+    "accept_response_headers",
     "accept_token",
     "build_response",
     "check_request",
+    "deflate_from_header",
     "header_tokens",
+    "negotiate_deflate",
     "normalize_headers",
+    "parse_extensions",
     "select_subprotocol",
+    "serialize_extensions",
 ]
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -77,13 +89,15 @@ class Request:
         method: str | bytes,
         target: str | bytes,
         headers: HeadersLike,
-        http_version: str = "1.1",
+        http_version: str | bytes = "1.1",
     ) -> Request:
-        """A request from values another HTTP parser produced (bytes or str)."""
+        """A request from values another HTTP parser produced (bytes or str; headers as pairs)."""
         if isinstance(method, bytes):
             method = method.decode("ascii")
         if isinstance(target, bytes):
             target = target.decode("latin-1")
+        if isinstance(http_version, bytes):
+            http_version = http_version.decode("ascii")
         return cls(method, target, normalize_headers(headers), http_version)
 
     def header(self, name: str) -> str | None:
@@ -141,6 +155,23 @@ def check_request(request: Request) -> str:
             f"Sec-WebSocket-Key {key!r} is not 16 bytes in base64 (RFC 6455 §4.2.1)", status=400
         )
     return key
+
+
+def accept_response_headers(
+    key: str, *, subprotocol: str | None = None, extensions: str | None = None
+) -> Headers:
+    """The headers of the 101 response to a request with Sec-WebSocket-Key `key` (RFC 6455 §4.2.2):
+    Upgrade, Connection, Sec-WebSocket-Accept, then the chosen subprotocol and extensions if any."""
+    headers: Headers = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", accept_token(key)),
+    ]
+    if subprotocol is not None:
+        headers.append(("Sec-WebSocket-Protocol", subprotocol))
+    if extensions:
+        headers.append(("Sec-WebSocket-Extensions", extensions))
+    return headers
 
 
 SubprotocolSelector = Callable[[Sequence[str]], "str | None"]

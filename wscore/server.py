@@ -10,13 +10,13 @@ from ._types import State
 from .config import WSConfig
 from .connection import Connection
 from .errors import HandshakeError, InvalidStateError
-from .extensions import accept_deflate_offer, parse_extensions, serialize_extensions
+from .extensions import negotiate_deflate
 from .handshake import (
     Headers,
     HeadersLike,
     Request,
     SubprotocolSelector,
-    accept_token,
+    accept_response_headers,
     build_response,
     check_request,
     normalize_headers,
@@ -34,7 +34,8 @@ class ServerConnection(Connection):
 
     A malformed request is answered by the core itself (400, 426 or 431, with the reason) and makes
     `receive_data` raise `HandshakeError`. Frameworks that parsed the request themselves call
-    `receive_request()` instead of `receive_data()` for the handshake.
+    `receive_request()` instead of `receive_data()` for the handshake; the core then writes no HTTP:
+    `accept()` returns the 101's headers and a refusal is the framework's to write.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class ServerConnection(Connection):
         self._h11: h11.Connection | None = h11.Connection(
             h11.SERVER, max_incomplete_event_size=self.config.max_handshake_size
         )
+        self._embedded = False
 
     def _receive_handshake_data(self, data: bytes) -> None:
         if self.request is not None or self._h11 is None:
@@ -93,13 +95,19 @@ class ServerConnection(Connection):
         raise exc
 
     def receive_request(self, request: Request, now: float | None = None) -> None:
-        """Take a request parsed by someone else's HTTP stack (the embedding path)."""
+        """Take a request parsed by someone else's HTTP stack (the embedding path).
+
+        From then on the core writes no HTTP: `accept()` returns the 101 response's headers for the
+        framework to write, and `accept()`'s `HandshakeError` (status, headers, reason) or `respond()`
+        leave `data_to_send()` empty, the framework writing the refusal (see `handshake.build_response`).
+        """
         if self._state is not State.CONNECTING or self.request is not None:
             raise InvalidStateError("a request was already received")
         if now is not None:
             self._now = now
         self.request = request
         self._h11 = None
+        self._embedded = True
 
     def _handshake_eof(self) -> None:
         self._state = State.CLOSED
@@ -135,17 +143,9 @@ class ServerConnection(Connection):
                 subprotocol = select_subprotocol(offered, self._subprotocols)
         if subprotocol is not None and not isinstance(subprotocol, str):
             raise TypeError("subprotocol must be a str or None")
-        headers: Headers = [
-            ("Upgrade", "websocket"),
-            ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Accept", accept_token(key)),
-        ]
-        if subprotocol is not None:
-            headers.append(("Sec-WebSocket-Protocol", subprotocol))
         self.subprotocol = subprotocol
         extensions = self.negotiate_extensions(request)
-        if extensions:
-            headers.append(("Sec-WebSocket-Extensions", extensions))
+        headers = accept_response_headers(key, subprotocol=subprotocol, extensions=extensions)
         headers.extend(normalize_headers(extra_headers))
         if self._h11 is not None:
             event = h11.InformationalResponse(status_code=101, headers=headers, reason=b"Switching Protocols")
@@ -157,19 +157,11 @@ class ServerConnection(Connection):
 
     def negotiate_extensions(self, request: Request) -> str | None:
         """Agree on permessage-deflate from the request's offers; the response header value or None."""
-        options = self.config.compress
-        value = request.header("sec-websocket-extensions")
-        if options is None or value is None:
-            return None
-        try:
-            offers = [params for name, params in parse_extensions(value) if name == "permessage-deflate"]
-        except ValueError:
-            return None  # an unparseable offer is declined, not fatal (RFC 6455 §9.1)
-        result = accept_deflate_offer(offers, options)
+        result = negotiate_deflate(request.header("sec-websocket-extensions"), self.config.compress)
         if result is None:
             return None
-        self.deflate, params = result
-        return serialize_extensions([("permessage-deflate", params)])
+        self.deflate, value = result
+        return value
 
     def respond(self, status: int, headers: HeadersLike = (), body: bytes = b"") -> None:
         """Answer with a plain HTTP response instead of upgrading (a page, a health check, a 403).
@@ -185,7 +177,9 @@ class ServerConnection(Connection):
     def _write_response(self, status: int, headers: Headers, body: bytes) -> None:
         status, headers, body = build_response(status, headers, body)
         self.response_status = status
-        if self._h11 is not None and self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+        if self._embedded:
+            pass  # the framework that parsed the request writes the response
+        elif self._h11 is not None and self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             try:
                 self._out.append(self._h11.send(h11.Response(status_code=status, headers=headers)))
                 self._out.append(self._h11.send(h11.Data(data=body)) or b"")
