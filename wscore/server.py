@@ -70,6 +70,12 @@ class ServerConnection(Connection):
                 if event is h11.NEED_DATA:
                     return
                 if isinstance(event, h11.Request):
+                    # h11 bounds only an incomplete head: a complete one that came in one read is
+                    # measured here (request line plus "name: value\r\n" per field).
+                    size = len(event.method) + len(event.target) + 12
+                    size += sum(len(name) + len(value) + 4 for name, value in event.headers)
+                    if size > self.config.max_handshake_size:
+                        self._bad_request(431, f"request head over {self.config.max_handshake_size} bytes")
                     if len(event.headers) > self.config.max_headers:
                         self._bad_request(431, f"more than {self.config.max_headers} header fields")
                     self.request = Request(
@@ -78,9 +84,10 @@ class ServerConnection(Connection):
                         normalize_headers(event.headers),
                         event.http_version.decode("ascii"),
                     )
-                elif event is h11.PAUSED or isinstance(event, h11.EndOfMessage):
-                    if event is h11.PAUSED:
-                        self._buf += self._h11.trailing_data[0]
+                elif event is h11.PAUSED:
+                    # h11 pauses after the request's EndOfMessage; what follows (frames from a client
+                    # that did not wait for the 101) is kept for after accept().
+                    self._buf += self._h11.trailing_data[0]
                     return
                 elif isinstance(event, h11.ConnectionClosed):
                     return
