@@ -5,7 +5,7 @@ turned into a `WSConfig`, argument checks and typed receives. Pure Python, no I/
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,14 +14,22 @@ from ._types import WSMessage, WSMsgType
 from .config import WSConfig
 from .errors import WSMessageTypeError
 from .extensions import DeflateOptions
+from .frames import build_close_payload
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
+    "HTTPResponse",
     "WSTimeout",
     "WSURL",
+    "check_http_response",
+    "close_args",
+    "compress_flag",
     "compress_options",
+    "control_payload",
+    "decode_json",
     "expect_bytes",
     "expect_str",
+    "header_pairs",
     "make_config",
     "parse_url",
     "text_or_bytes",
@@ -144,3 +152,76 @@ def expect_bytes(msg: WSMessage) -> bytes:
 def decode_json(msg: WSMessage, loads: Callable[[str], Any] = json.loads) -> Any:
     """`receive_json`: a TEXT message's data through `loads` (aiohttp accepts TEXT only)."""
     return loads(expect_str(msg))
+
+
+def compress_flag(compress: bool | int | None) -> bool | None:
+    """A send's per-message `compress=` override for the core: None keeps the connection's default,
+    0/False sends this message uncompressed, anything else (True, a window size) compresses it."""
+    if compress is None:
+        return None
+    if not isinstance(compress, int):
+        raise TypeError(f"compress must be a bool, an int or None, not {type(compress).__name__}")
+    return bool(compress)
+
+
+def control_payload(data: object) -> bytes:
+    """A ping/pong payload as bytes (a str is UTF-8 encoded); `TypeError` for anything else and
+    `ValueError` over 125 bytes (RFC 6455 §5.5)."""
+    if isinstance(data, str):
+        payload = data.encode("utf-8")
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        payload = bytes(data)
+    else:
+        raise TypeError(f"ping/pong payload must be bytes or str, not {type(data).__name__}")
+    if len(payload) > 125:
+        raise ValueError("ping/pong payload over 125 bytes (RFC 6455 §5.5)")
+    return payload
+
+
+def close_args(code: object, message: object) -> tuple[int | None, str]:
+    """`close(code=, message=)` checked and converted for the core: `(code, reason)`.
+
+    `message` may be bytes (aiohttp) or str; `TypeError` for wrong types, `ValueError` for a code that
+    may not be sent or a reason over 123 bytes (RFC 6455 §5.5.1, §7.4).
+    """
+    if code is not None and (not isinstance(code, int) or isinstance(code, bool)):
+        raise TypeError(f"close code must be an int or None, not {type(code).__name__}")
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        try:
+            reason = bytes(message).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("close message must be valid UTF-8") from None
+    elif isinstance(message, str):
+        reason = message
+    else:
+        raise TypeError(f"close message must be bytes or str, not {type(message).__name__}")
+    build_close_payload(code, reason)  # raises ValueError for what the RFC forbids
+    return code, reason
+
+
+def header_pairs(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """Extra headers given as a mapping (aiohttp) or as `(name, value)` pairs, as a list of pairs."""
+    if headers is None:
+        return []
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return list(headers)
+
+
+HTTPResponse = tuple[int, Any, bytes]
+"""What a `process_request` hook returns to answer without upgrading: `(status, headers, body)`."""
+
+
+def check_http_response(response: object) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Validate a `process_request` result that is not None: `(status, headers, body)` where headers
+    is a mapping or pairs and body bytes or str (UTF-8). `TypeError` if it is something else."""
+    if not isinstance(response, tuple) or len(response) != 3:
+        raise TypeError(f"process_request must return None or (status, headers, body), not {response!r}")
+    status, headers, body = response
+    if not isinstance(status, int):
+        raise TypeError(f"status must be an int, not {type(status).__name__}")
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    if not isinstance(body, (bytes, bytearray)):
+        raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
+    return status, header_pairs(headers), bytes(body)
