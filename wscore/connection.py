@@ -168,7 +168,7 @@ class Connection:
         self._last_recv = now
         state = self._state
         if state is not _OPEN and state is not _CLOSING:
-            if state is _CONNECTING:
+            if state is _CONNECTING and data:  # h11 would take an empty read for EOF
                 self._receive_handshake_data(bytes(data))
             # After the close handshake or a failure, RFC 6455 §5.5.1: data is discarded.
             return
