@@ -1,1 +1,259 @@
-"""placeholder"""
+"""wscore for anyio: `connect()` and `serve()` with aiohttp's WebSocket API, on anyio's asyncio and trio
+backends.
+
+    async with wscore_anyio.connect("ws://127.0.0.1:8000/") as ws:
+        await ws.send_str("hello")
+        print(await ws.receive_str())
+
+    server = await task_group.start(wscore_anyio.serve, handler, "127.0.0.1", 8000)
+
+Each connection owns a task group (reader, writer, heartbeat timer) for as long as its `async with` or
+handler runs; timeouts are `anyio.move_on_after`/`anyio.fail_after` around any call (the `timeout=`
+arguments exist for parity with `wscore_asyncio`). The connection logic is `wscore.driver`'s, shared with
+`wscore_trio`; this module supplies anyio's primitives, TCP/TLS and the listeners.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from functools import partial
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSAttribute, TLSListener, TLSStream
+
+from wscore import (
+    ConnectionClosed,
+    DeflateOptions,
+    HandshakeError,
+    ProtocolError,
+    Request,
+    WSCloseCode,
+    WSError,
+    WSMessage,
+    WSMessageTypeError,
+    WSMsgType,
+    WSTimeoutError,
+)
+from wscore.adapter import DEFAULT_MAX_QUEUE, WSURL, WSTimeout, make_config
+from wscore.driver import IOBackend, ProcessRequest, ScopeLike, StreamWebSocket, connect_stream, serve_stream
+from wscore.driver import broadcast as _broadcast
+from wscore.handshake import HeadersLike
+
+__all__ = [
+    "ConnectionClosed",
+    "HandshakeError",
+    "ProtocolError",
+    "Request",
+    "WSCloseCode",
+    "WSError",
+    "WSMessage",
+    "WSMessageTypeError",
+    "WSMsgType",
+    "WSServer",
+    "WSTimeout",
+    "WSTimeoutError",
+    "WebSocket",
+    "broadcast",
+    "connect",
+    "serve",
+]
+
+_EXTRA = {
+    "peername": SocketAttribute.remote_address,
+    "sockname": SocketAttribute.local_address,
+    "socket": SocketAttribute.raw_socket,
+    "ssl_object": TLSAttribute.ssl_object,
+    "peercert": TLSAttribute.peer_certificate,
+}
+
+
+class _AnyioIO(IOBackend):
+    stream_errors = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+
+    def event(self) -> anyio.Event:
+        return anyio.Event()
+
+    def cancel_scope(self, *, deadline: float = math.inf, shield: bool = False) -> ScopeLike:
+        return anyio.CancelScope(deadline=deadline, shield=shield)
+
+    def current_time(self) -> float:
+        return anyio.current_time()
+
+    def task_group(self) -> AbstractAsyncContextManager[anyio.abc.TaskGroup]:
+        return anyio.create_task_group()
+
+    def is_cancelled(self, exc: BaseException) -> bool:
+        return isinstance(exc, anyio.get_cancelled_exc_class())
+
+    async def sleep_forever(self) -> None:
+        await anyio.sleep_forever()
+
+    async def receive(self, stream: anyio.abc.ByteStream) -> bytes:
+        try:
+            return await stream.receive(65536)
+        except anyio.EndOfStream:
+            return b""
+
+    async def send(self, stream: anyio.abc.ByteStream, data: bytes) -> None:
+        await stream.send(data)
+
+    async def aclose(self, stream: anyio.abc.ByteStream) -> None:
+        await anyio.aclose_forcefully(stream)
+
+    def extra_info(self, stream: Any, name: str) -> Any:
+        attribute = _EXTRA.get(name)
+        return None if attribute is None else stream.extra(attribute, None)
+
+
+class WebSocket(StreamWebSocket):
+    """A WebSocket connection on anyio (see `wscore.driver.StreamWebSocket` for the methods)."""
+
+    io = _AnyioIO()
+
+
+async def _open_stream(ssl: ssl_module.SSLContext | bool | None, url: WSURL) -> anyio.abc.ByteStream:
+    stream = await anyio.connect_tcp(url.host, url.port)
+    if not url.secure:
+        return stream
+    if ssl is False:
+        context = ssl_module.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl_module.CERT_NONE
+    elif isinstance(ssl, ssl_module.SSLContext):
+        context = ssl
+    else:
+        context = ssl_module.create_default_context()
+    try:
+        return await TLSStream.wrap(stream, hostname=url.host, ssl_context=context, standard_compatible=False)
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
+
+
+def connect(
+    url: str,
+    *,
+    protocols: Sequence[str] = (),
+    headers: HeadersLike | Mapping[str, str] | None = None,
+    origin: str | None = None,
+    timeout: WSTimeout | None = None,
+    heartbeat: float | None = None,
+    pong_timeout: float | None = None,
+    autoping: bool = True,
+    autoclose: bool = True,
+    compress: bool | int | DeflateOptions | None = 0,
+    max_msg_size: int | None = 4 * 1024 * 1024,
+    max_frame_size: int | None = None,
+    open_timeout: float | None = 10.0,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    ssl: ssl_module.SSLContext | bool | None = None,
+) -> AbstractAsyncContextManager[WebSocket]:
+    """Open a client connection to a ws:// or wss:// URL, as an async context manager.
+
+    Options are `wscore_asyncio.connect`'s: `ssl` is an `SSLContext` (or False: no verification).
+    A refused upgrade raises `HandshakeError`; `open_timeout` bounds TCP, TLS and handshake
+    (`WSTimeoutError`). Leaving the block closes the connection (1001 if cancelled).
+    """
+    return connect_stream(
+        WebSocket,
+        partial(_open_stream, ssl),
+        url,
+        protocols=protocols,
+        headers=headers,
+        origin=origin,
+        timeout=timeout,
+        heartbeat=heartbeat,
+        pong_timeout=pong_timeout,
+        autoping=autoping,
+        autoclose=autoclose,
+        compress=compress,
+        max_msg_size=max_msg_size,
+        max_frame_size=max_frame_size,
+        open_timeout=open_timeout,
+        max_queue=max_queue,
+    )
+
+
+class WSServer:
+    """What `serve()` hands to `task_status.started()`: the listener, the bound port, the open
+    connections (for `broadcast`). Cancel the task group (or `cancel_scope`) to stop the server."""
+
+    def __init__(self, listener: anyio.abc.Listener[Any], cancel_scope: anyio.CancelScope) -> None:
+        self.listener = listener
+        self.cancel_scope = cancel_scope
+        self.connections: set[WebSocket] = set()
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (the one the OS chose when `port=0`)."""
+        port: int = self.listener.extra(SocketAttribute.local_port)
+        return port
+
+
+async def serve(
+    handler: Callable[[WebSocket], Awaitable[Any]],
+    host: str | None,
+    port: int,
+    *,
+    protocols: Sequence[str] = (),
+    process_request: ProcessRequest | None = None,
+    extra_headers: HeadersLike = (),
+    timeout: WSTimeout | None = None,
+    heartbeat: float | None = None,
+    pong_timeout: float | None = None,
+    autoping: bool = True,
+    autoclose: bool = True,
+    compress: bool | int | DeflateOptions | None = 0,
+    max_msg_size: int | None = 4 * 1024 * 1024,
+    max_frame_size: int | None = None,
+    open_timeout: float | None = 10.0,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    ssl: ssl_module.SSLContext | None = None,
+    task_status: anyio.abc.TaskStatus[WSServer] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve WebSocket connections until cancelled: `await task_group.start(serve, handler, host, port)`
+    returns a `WSServer`. `handler(ws)` runs in the server's task group; when it returns the connection
+    is closed with 1000 (1011 if it raised; the error is logged). Cancelling the server closes every
+    connection with 1001. `process_request(request)` may answer plain HTTP instead of upgrading."""
+    config = make_config(
+        heartbeat=heartbeat,
+        pong_timeout=pong_timeout,
+        autoping=autoping,
+        autoclose=autoclose,
+        timeout=timeout,
+        open_timeout=open_timeout,
+        compress=compress,
+        max_msg_size=max_msg_size,
+        max_frame_size=max_frame_size,
+    )
+    listener: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    if ssl is not None:
+        listener = TLSListener(listener, ssl, standard_compatible=False)
+    async with listener, anyio.create_task_group() as tg:
+        server = WSServer(listener, tg.cancel_scope)
+        handle = partial(
+            serve_stream,
+            WebSocket,
+            handler=handler,
+            config=config,
+            protocols=protocols,
+            process_request=process_request,
+            extra_headers=extra_headers,
+            max_queue=max_queue,
+            receive_timeout=None if timeout is None else timeout.receive,
+            connections=server.connections,
+        )
+        tg.start_soon(listener.serve, handle, tg)
+        task_status.started(server)
+
+
+def broadcast(connections: Iterable[WebSocket], message: str | bytes) -> list[WebSocket]:
+    """Send `message` to every connection, encoded once, without waiting; returns the connections
+    skipped because they are closed or too slow."""
+    return _broadcast(connections, message)

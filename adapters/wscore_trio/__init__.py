@@ -1,1 +1,262 @@
-"""placeholder"""
+"""wscore for trio: `connect()` and `serve()` with aiohttp's WebSocket API, in trio's idiom.
+
+    async with wscore_trio.connect("ws://127.0.0.1:8000/") as ws:
+        await ws.send_str("hello")
+        print(await ws.receive_str())
+
+    server = await nursery.start(wscore_trio.serve, handler, "127.0.0.1", 8000)
+
+Each connection owns a nursery (reader, writer, heartbeat timer) for as long as its `async with` or
+handler runs; timeouts are `trio.move_on_after`/`trio.fail_after` around any call (the `timeout=`
+arguments exist for parity with `wscore_asyncio`). The connection logic is `wscore.driver`'s, shared with
+`wscore_anyio`; this module supplies trio's primitives, TCP/TLS and the listeners.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from functools import partial
+from typing import Any
+
+import trio
+
+from wscore import (
+    ConnectionClosed,
+    DeflateOptions,
+    HandshakeError,
+    ProtocolError,
+    Request,
+    WSCloseCode,
+    WSError,
+    WSMessage,
+    WSMessageTypeError,
+    WSMsgType,
+    WSTimeoutError,
+)
+from wscore.adapter import DEFAULT_MAX_QUEUE, WSURL, WSTimeout, make_config
+from wscore.driver import IOBackend, ProcessRequest, ScopeLike, StreamWebSocket, connect_stream, serve_stream
+from wscore.driver import broadcast as _broadcast
+from wscore.handshake import HeadersLike
+
+__all__ = [
+    "ConnectionClosed",
+    "HandshakeError",
+    "ProtocolError",
+    "Request",
+    "WSCloseCode",
+    "WSError",
+    "WSMessage",
+    "WSMessageTypeError",
+    "WSMsgType",
+    "WSServer",
+    "WSTimeout",
+    "WSTimeoutError",
+    "WebSocket",
+    "broadcast",
+    "connect",
+    "serve",
+]
+
+
+class _TrioIO(IOBackend):
+    stream_errors = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+    def event(self) -> trio.Event:
+        return trio.Event()
+
+    def cancel_scope(self, *, deadline: float = math.inf, shield: bool = False) -> ScopeLike:
+        return trio.CancelScope(deadline=deadline, shield=shield)
+
+    def current_time(self) -> float:
+        return trio.current_time()
+
+    def task_group(self) -> AbstractAsyncContextManager[trio.Nursery]:
+        return trio.open_nursery()
+
+    def is_cancelled(self, exc: BaseException) -> bool:
+        return isinstance(exc, trio.Cancelled)
+
+    async def sleep_forever(self) -> None:
+        await trio.sleep_forever()
+
+    async def receive(self, stream: trio.abc.Stream) -> bytes | bytearray:
+        return await stream.receive_some(65536)
+
+    async def send(self, stream: trio.abc.Stream, data: bytes) -> None:
+        await stream.send_all(data)
+
+    async def aclose(self, stream: trio.abc.Stream) -> None:
+        await trio.aclose_forcefully(stream)
+
+    def extra_info(self, stream: Any, name: str) -> Any:
+        if isinstance(stream, trio.SSLStream):
+            if name == "ssl_object":
+                return stream._ssl_object  # the only handle on the peer certificate
+            stream = stream.transport_stream
+        sock = getattr(stream, "socket", None)
+        if sock is None:
+            return None
+        if name == "peername":
+            return sock.getpeername()
+        if name == "sockname":
+            return sock.getsockname()
+        if name == "socket":
+            return sock
+        return None
+
+
+class WebSocket(StreamWebSocket):
+    """A WebSocket connection on trio (see `wscore.driver.StreamWebSocket` for the methods)."""
+
+    io = _TrioIO()
+
+
+async def _open_stream(ssl: ssl_module.SSLContext | bool | None, url: WSURL) -> trio.abc.Stream:
+    stream = await trio.open_tcp_stream(url.host, url.port)
+    if not url.secure:
+        return stream
+    if ssl is False:
+        context = ssl_module.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl_module.CERT_NONE
+    elif isinstance(ssl, ssl_module.SSLContext):
+        context = ssl
+    else:
+        context = ssl_module.create_default_context()
+    return trio.SSLStream(stream, context, server_hostname=url.host, https_compatible=True)
+
+
+def connect(
+    url: str,
+    *,
+    protocols: Sequence[str] = (),
+    headers: HeadersLike | Mapping[str, str] | None = None,
+    origin: str | None = None,
+    timeout: WSTimeout | None = None,
+    heartbeat: float | None = None,
+    pong_timeout: float | None = None,
+    autoping: bool = True,
+    autoclose: bool = True,
+    compress: bool | int | DeflateOptions | None = 0,
+    max_msg_size: int | None = 4 * 1024 * 1024,
+    max_frame_size: int | None = None,
+    open_timeout: float | None = 10.0,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    ssl: ssl_module.SSLContext | bool | None = None,
+) -> AbstractAsyncContextManager[WebSocket]:
+    """Open a client connection to a ws:// or wss:// URL, as an async context manager.
+
+    Options are `wscore_asyncio.connect`'s: `ssl` is an `SSLContext` (or False: no verification).
+    A refused upgrade raises `HandshakeError`; `open_timeout` bounds TCP, TLS and handshake
+    (`WSTimeoutError`). Leaving the block closes the connection (1001 if cancelled).
+    """
+    return connect_stream(
+        WebSocket,
+        partial(_open_stream, ssl),
+        url,
+        protocols=protocols,
+        headers=headers,
+        origin=origin,
+        timeout=timeout,
+        heartbeat=heartbeat,
+        pong_timeout=pong_timeout,
+        autoping=autoping,
+        autoclose=autoclose,
+        compress=compress,
+        max_msg_size=max_msg_size,
+        max_frame_size=max_frame_size,
+        open_timeout=open_timeout,
+        max_queue=max_queue,
+    )
+
+
+class WSServer:
+    """What `serve()` hands to `task_status.started()`: the listeners, the bound port, the open
+    connections (for `broadcast`). Cancel the nursery (or `cancel_scope`) to stop the server."""
+
+    def __init__(self, listeners: list[trio.abc.Listener[Any]], cancel_scope: trio.CancelScope) -> None:
+        self.listeners = listeners
+        self.cancel_scope = cancel_scope
+        self.connections: set[WebSocket] = set()
+
+    @property
+    def sockets(self) -> list[Any]:
+        """The listening sockets."""
+        result = []
+        for listener in self.listeners:
+            inner = listener.transport_listener if isinstance(listener, trio.SSLListener) else listener
+            if isinstance(inner, trio.SocketListener):
+                result.append(inner.socket)
+        return result
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (the one the OS chose when `port=0`)."""
+        port: int = self.sockets[0].getsockname()[1]
+        return port
+
+
+async def serve(
+    handler: Callable[[WebSocket], Awaitable[Any]],
+    host: str | None,
+    port: int,
+    *,
+    protocols: Sequence[str] = (),
+    process_request: ProcessRequest | None = None,
+    extra_headers: HeadersLike = (),
+    timeout: WSTimeout | None = None,
+    heartbeat: float | None = None,
+    pong_timeout: float | None = None,
+    autoping: bool = True,
+    autoclose: bool = True,
+    compress: bool | int | DeflateOptions | None = 0,
+    max_msg_size: int | None = 4 * 1024 * 1024,
+    max_frame_size: int | None = None,
+    open_timeout: float | None = 10.0,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    ssl: ssl_module.SSLContext | None = None,
+    task_status: trio.TaskStatus[WSServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve WebSocket connections until cancelled: `await nursery.start(serve, handler, host, port)`
+    returns a `WSServer`. `handler(ws)` runs in the server's nursery; when it returns the connection is
+    closed with 1000 (1011 if it raised; the error is logged). Cancelling the server closes every
+    connection with 1001. `process_request(request)` may answer plain HTTP instead of upgrading."""
+    config = make_config(
+        heartbeat=heartbeat,
+        pong_timeout=pong_timeout,
+        autoping=autoping,
+        autoclose=autoclose,
+        timeout=timeout,
+        open_timeout=open_timeout,
+        compress=compress,
+        max_msg_size=max_msg_size,
+        max_frame_size=max_frame_size,
+    )
+    listeners: list[trio.abc.Listener[Any]] = list(await trio.open_tcp_listeners(port, host=host))
+    if ssl is not None:
+        listeners = [trio.SSLListener(listener, ssl, https_compatible=True) for listener in listeners]
+    async with trio.open_nursery() as nursery:
+        server = WSServer(listeners, nursery.cancel_scope)
+        handle = partial(
+            serve_stream,
+            WebSocket,
+            handler=handler,
+            config=config,
+            protocols=protocols,
+            process_request=process_request,
+            extra_headers=extra_headers,
+            max_queue=max_queue,
+            receive_timeout=None if timeout is None else timeout.receive,
+            connections=server.connections,
+        )
+        await nursery.start(trio.serve_listeners, handle, listeners)
+        task_status.started(server)
+
+
+def broadcast(connections: Iterable[WebSocket], message: str | bytes) -> list[WebSocket]:
+    """Send `message` to every connection, encoded once, without waiting; returns the connections
+    skipped because they are closed or too slow."""
+    return _broadcast(connections, message)

@@ -1,0 +1,745 @@
+"""The shared driver of the structured-concurrency adapters (`wscore_trio`, `wscore_anyio`).
+
+trio and anyio have the same shape — cancel scopes with deadlines, task groups with `start`, one-shot
+events, byte streams — so the whole connection logic is written once here, against an `IOBackend` of a
+dozen primitives that each adapter supplies in a few lines. Pure Python: this module imports neither
+library.
+
+How a connection runs (one task group it owns, shielded so that only the connection ends it):
+
+- the reader reads the stream, feeds the core and queues the events; it stops reading while
+  `max_queue` messages wait (back-pressure) and keeps reading otherwise, so pings are answered and
+  the close handshake completes while the application is busy;
+- the writer is the only task that writes: whole frames, in order, so a cancelled `send_*()` never
+  leaves half a frame on the wire (the frame it queued is still sent whole);
+- the timer sleeps until the core's `next_deadline()` and calls `handle_timer(now)` (heartbeat, pong,
+  close deadlines).
+
+Leaving the connection's `async with` closes it (1000; 1001 when cancelled; 1011 when a server handler
+failed) within the close timeout, shielded from the cancellation, then cancels those tasks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from ._types import CLOSED_MESSAGE, State, WSMessage, WSMsgType
+from .adapter import (
+    DEFAULT_MAX_QUEUE,
+    WSURL,
+    WSTimeout,
+    decode_json,
+    expect_bytes,
+    expect_str,
+    make_config,
+    parse_url,
+    text_or_bytes,
+)
+from .client import ClientConnection
+from .config import WSConfig
+from .connection import Connection
+from .errors import ConnectionClosed, HandshakeError, WSError, WSTimeoutError
+from .extensions import DeflateOptions
+from .frames import encode_frame
+from .handshake import HeadersLike, Request
+from .server import ServerConnection
+
+__all__ = [
+    "HIGH_WATER",
+    "IOBackend",
+    "ProcessRequest",
+    "StreamWebSocket",
+    "broadcast",
+    "connect_stream",
+    "serve_stream",
+]
+
+logger = logging.getLogger("wscore")
+
+HIGH_WATER = 64 * 1024
+"""Bytes queued for writing above which `send_*()` waits for the writer (back-pressure)."""
+
+_RECEIVE_SIZE = 64 * 1024
+
+ProcessRequest = Callable[
+    [Request], "tuple[int, HeadersLike, bytes] | Awaitable[tuple[int, HeadersLike, bytes] | None] | None"
+]
+"""`process_request(request)`: None to go on with the upgrade, or `(status, headers, body)` to answer
+with plain HTTP instead (may be a coroutine function)."""
+
+
+class EventLike(Protocol):
+    """A one-shot event (trio.Event, anyio.Event)."""
+
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    async def wait(self) -> None: ...
+
+
+class ScopeLike(Protocol):
+    """A cancel scope (trio.CancelScope, anyio.CancelScope)."""
+
+    @property
+    def deadline(self) -> float: ...
+    @deadline.setter
+    def deadline(self, value: float) -> None: ...
+    @property
+    def cancelled_caught(self) -> bool: ...
+    def cancel(self) -> None: ...
+    def __enter__(self) -> Any: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> bool | None: ...
+
+
+class IOBackend:
+    """The primitives an adapter supplies: everything library-specific the driver needs."""
+
+    stream_errors: tuple[type[BaseException], ...] = (OSError,)
+    """Exceptions of a stream's `send`/`receive` that mean the connection broke or was closed."""
+
+    def event(self) -> EventLike:
+        """A new one-shot event."""
+        raise NotImplementedError
+
+    def cancel_scope(self, *, deadline: float = math.inf, shield: bool = False) -> ScopeLike:
+        """A new cancel scope."""
+        raise NotImplementedError
+
+    def current_time(self) -> float:
+        """The event loop's clock, the `now` passed to the core."""
+        raise NotImplementedError
+
+    def task_group(self) -> AbstractAsyncContextManager[Any]:
+        """A new nursery / task group (with `start_soon` and `start`)."""
+        raise NotImplementedError
+
+    def is_cancelled(self, exc: BaseException) -> bool:
+        """Whether `exc` is the library's cancellation exception."""
+        raise NotImplementedError
+
+    async def sleep_forever(self) -> None:
+        """Sleep until cancelled."""
+        raise NotImplementedError
+
+    async def receive(self, stream: Any) -> bytes | bytearray:
+        """Read some bytes; b"" at end of stream."""
+        raise NotImplementedError
+
+    async def send(self, stream: Any, data: bytes) -> None:
+        """Write all of `data`."""
+        raise NotImplementedError
+
+    async def aclose(self, stream: Any) -> None:
+        """Close the stream at once (no graceful TLS shutdown: the WebSocket close handshake is done)."""
+        raise NotImplementedError
+
+    def extra_info(self, stream: Any, name: str) -> Any:
+        """`get_extra_info(name)`: "peername", "sockname", "ssl_object", ...; None if unknown."""
+        return None
+
+
+class StreamWebSocket:
+    """A WebSocket connection over a byte stream, with aiohttp's WebSocket API.
+
+    Made by an adapter's `connect()` or `serve()`; usable inside their `async with` / handler.
+    """
+
+    io: IOBackend
+    """The adapter's primitives (a class attribute of each adapter's subclass)."""
+
+    def __init__(
+        self,
+        stream: Any,
+        conn: Connection,
+        *,
+        receive_timeout: float | None = None,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+    ) -> None:
+        self._stream = stream
+        self._conn = conn
+        self._receive_timeout = receive_timeout
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        self._max_queue = max_queue
+        self._queue: deque[WSMessage] = deque(conn.events())
+        self._discard = False  # after our close(): data messages are dropped, reading never pauses
+        self._receiving = False
+        self._out: list[bytes] = []
+        self._pending = 0  # bytes in _out plus the chunk being written
+        io = self.io
+        self._msg_waiter: EventLike | None = None
+        self._space_waiter: EventLike | None = None
+        self._write_waiter: EventLike | None = None
+        self._drain_waiter: EventLike | None = None
+        self._done = io.event()  # the transport is closed and the background tasks ended
+        self._timer_scope: ScopeLike | None = None
+        self._bg_scope: ScopeLike | None = None
+        self._transport_closed = False
+        data = conn.data_to_send()
+        if data:
+            self._out.append(data)
+            self._pending = len(data)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def connection(self) -> Connection:
+        """The core connection this object drives."""
+        return self._conn
+
+    @property
+    def closed(self) -> bool:
+        """True once the close handshake has started (a close frame sent or received) or the connection
+        dropped: nothing more can be sent."""
+        conn = self._conn
+        return conn.state is State.CLOSED or conn.close_sent or self._transport_closed
+
+    @property
+    def close_code(self) -> int | None:
+        """The peer's close code (1006 when the connection dropped), or None while open."""
+        return self._conn.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The reason that came with the close code."""
+        return self._conn.close_reason
+
+    @property
+    def protocol(self) -> str | None:
+        """The negotiated subprotocol."""
+        return self._conn.subprotocol
+
+    def exception(self) -> BaseException | None:
+        """Why the connection failed or dropped (protocol error, timeout, broken stream), else None."""
+        return self._conn.exception
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """Transport details: "peername", "sockname", "ssl_object", "stream"."""
+        if name == "stream":
+            return self._stream
+        value = self.io.extra_info(self._stream, name)
+        return default if value is None else value
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    async def receive(self, timeout: float | None = None) -> WSMessage:
+        """The next message. With autoping, pings and pongs are answered and hidden. After the close,
+        CLOSE (or ERROR) then CLOSED; CLOSED forever after. `timeout` (default: the `receive` of
+        `timeout=WSTimeout(...)`) raises `WSTimeoutError`; cancelling the call loses no message."""
+        if self._receiving:
+            raise RuntimeError("Concurrent call to receive() is not allowed")
+        queue = self._queue
+        if queue:
+            return self._pop()
+        if self._conn.state is State.CLOSED or self._done.is_set():
+            # The core's CLOSED event went to the queue when it happened: nothing more can come.
+            return CLOSED_MESSAGE
+        if timeout is None:
+            timeout = self._receive_timeout
+        io = self.io
+        self._receiving = True
+        try:
+            with io.cancel_scope(
+                deadline=io.current_time() + timeout if timeout is not None else math.inf
+            ) as scope:
+                while not queue:
+                    if self._done.is_set():
+                        return CLOSED_MESSAGE
+                    waiter = self._msg_waiter = io.event()
+                    await waiter.wait()
+            if scope.cancelled_caught and not queue:
+                raise WSTimeoutError(f"no message within {timeout} s")
+        finally:
+            self._receiving = False
+            self._msg_waiter = None
+        return self._pop()
+
+    def _pop(self) -> WSMessage:
+        msg = self._queue.popleft()
+        if self._space_waiter is not None and len(self._queue) < self._max_queue:
+            self._space_waiter.set()
+        return msg
+
+    async def receive_str(self, *, timeout: float | None = None) -> str:
+        """The next message, which must be TEXT (else `WSMessageTypeError`)."""
+        return expect_str(await self.receive(timeout))
+
+    async def receive_bytes(self, *, timeout: float | None = None) -> bytes:
+        """The next message, which must be BINARY (else `WSMessageTypeError`)."""
+        return expect_bytes(await self.receive(timeout))
+
+    async def receive_json(
+        self, *, loads: Callable[[str], Any] = json.loads, timeout: float | None = None
+    ) -> Any:
+        """The next TEXT message decoded with `loads`."""
+        return decode_json(await self.receive(timeout), loads)
+
+    def __aiter__(self) -> StreamWebSocket:
+        return self
+
+    async def __anext__(self) -> WSMessage:
+        msg = await self.receive()
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            raise StopAsyncIteration
+        return msg
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def send_str(self, data: str, compress: bool | None = None) -> None:
+        """Send a text message; `TypeError` if `data` is not a str, `ConnectionClosed` once closed."""
+        text_or_bytes(data, "str")
+        self._conn.send_text(data, compress=compress)
+        await self._flush()
+
+    async def send_bytes(self, data: bytes | bytearray | memoryview, compress: bool | None = None) -> None:
+        """Send a binary message."""
+        text_or_bytes(data, "bytes")
+        self._conn.send_bytes(data, compress=compress)
+        await self._flush()
+
+    async def send_json(
+        self, data: Any, compress: bool | None = None, *, dumps: Callable[[Any], str] = json.dumps
+    ) -> None:
+        """Send `dumps(data)` as a text message."""
+        await self.send_str(dumps(data), compress)
+
+    async def send_frame(self, message: bytes, opcode: int, compress: int | None = None) -> None:
+        """Send one raw frame with `opcode` (never compressed)."""
+        self._conn.send_frame(bytes(message), int(opcode))
+        await self._flush()
+
+    def send_prepared(self, frame: bytes) -> bool:
+        """Queue a frame encoded once for many connections (server side, see `broadcast`) without waiting.
+
+        Returns False, queueing nothing, when this connection is closed or its writer is behind by more
+        than `HIGH_WATER` bytes (a slow client), so one slow client cannot stall a broadcast.
+        """
+        if self._pending > HIGH_WATER or self.closed:
+            return False
+        self._conn.send_prepared(frame)
+        self._after_io()
+        return True
+
+    async def ping(self, message: bytes = b"") -> None:
+        """Send a ping (at most 125 bytes)."""
+        self._conn.ping(bytes(message), self.io.current_time())
+        await self._flush()
+
+    async def pong(self, message: bytes = b"") -> None:
+        """Send a pong (unsolicited, or an answer when autoping is off)."""
+        self._conn.pong(bytes(message))
+        await self._flush()
+
+    async def close(self, *, code: int = 1000, message: bytes | str = b"") -> bool:
+        """Close: send a close frame, wait for the peer's and for the TCP close, within the close
+        timeout. Returns True if this call started the close handshake (False if already closing)."""
+        reason = message.decode("utf-8") if isinstance(message, (bytes, bytearray)) else message
+        conn = self._conn
+        started = False
+        if not self._transport_closed and conn.state is not State.CLOSED:
+            started = conn.close(code, reason, self.io.current_time())
+        # Our close frame is sent: what the peer sends now is not for the application.
+        self._discard = True
+        self._queue = deque(m for m in self._queue if m.type not in (WSMsgType.TEXT, WSMsgType.BINARY))
+        if self._space_waiter is not None:
+            self._space_waiter.set()
+        self._after_io()
+        await self._done.wait()
+        return started
+
+    async def _flush(self) -> None:
+        """Hand what the core queued to the writer; wait while the writer is behind (back-pressure)."""
+        self._after_io()
+        while self._pending > HIGH_WATER and not self._transport_closed:
+            # One event shared by every waiting sender; the writer sets it when below the mark.
+            waiter = self._drain_waiter
+            if waiter is None:
+                waiter = self._drain_waiter = self.io.event()
+            await waiter.wait()
+
+    # -- the background tasks ------------------------------------------------------------------
+
+    def _after_io(self) -> None:
+        """Move the core's events to the queue and its bytes to the writer; re-arm the timer."""
+        conn = self._conn
+        events = conn.events()
+        if events:
+            if self._discard:
+                events = [m for m in events if m.type not in (WSMsgType.TEXT, WSMsgType.BINARY)]
+            self._queue.extend(events)
+            if self._msg_waiter is not None:
+                self._msg_waiter.set()
+        data = conn.data_to_send()
+        if data:
+            self._out.append(data)
+            self._pending += len(data)
+        if (data or conn.close_transport) and self._write_waiter is not None:
+            self._write_waiter.set()
+        scope = self._timer_scope
+        if scope is not None:
+            deadline = conn.next_deadline()
+            if deadline is not None and deadline < scope.deadline:
+                scope.deadline = deadline
+
+    async def _background(self, *, task_status: Any) -> None:
+        io = self.io
+        try:
+            with io.cancel_scope(shield=True) as self._bg_scope:
+                async with io.task_group() as group:
+                    group.start_soon(self._reader)
+                    group.start_soon(self._writer)
+                    group.start_soon(self._timer)
+                    task_status.started()
+        finally:
+            with io.cancel_scope(shield=True):
+                await self._close_transport()
+            conn = self._conn
+            if conn.state is not State.CLOSED:
+                conn.receive_eof()
+            self._after_io()
+            self._done.set()
+            if self._msg_waiter is not None:
+                self._msg_waiter.set()
+            if self._drain_waiter is not None:
+                self._drain_waiter.set()
+
+    async def _close_transport(self) -> None:
+        if not self._transport_closed:
+            self._transport_closed = True
+            await self.io.aclose(self._stream)
+
+    def _stream_failed(self, exc: BaseException) -> None:
+        conn = self._conn
+        if conn.state is not State.CLOSED and conn.exception is None:
+            conn.exception = ConnectionClosed(1006, f"connection lost: {exc!r}")
+        conn.receive_eof()
+        self._after_io()
+
+    async def _reader(self) -> None:
+        io = self.io
+        conn = self._conn
+        stream = self._stream
+        self._after_io()
+        while not conn.close_transport:
+            while len(self._queue) >= self._max_queue and not self._discard:
+                waiter = self._space_waiter = io.event()
+                await waiter.wait()
+                self._space_waiter = None
+            try:
+                data = await io.receive(stream)
+            except io.stream_errors as exc:
+                if not self._transport_closed:
+                    self._stream_failed(exc)
+                return
+            if data:
+                conn.receive_data(data, io.current_time())
+            else:
+                conn.receive_eof()
+            self._after_io()
+            if not data:
+                return
+
+    async def _writer(self) -> None:
+        io = self.io
+        conn = self._conn
+        while True:
+            out = self._out
+            if not out:
+                if conn.close_transport:
+                    break
+                waiter = self._write_waiter = io.event()
+                await waiter.wait()
+                self._write_waiter = None
+                continue
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            try:
+                if data:
+                    await io.send(self._stream, data)
+            except io.stream_errors as exc:
+                self._out.clear()
+                self._pending = 0
+                self._stream_failed(exc)
+                break
+            self._pending -= len(data)
+            if self._pending <= HIGH_WATER and self._drain_waiter is not None:
+                self._drain_waiter.set()
+                self._drain_waiter = None
+        await self._close_transport()
+        # The connection is over: end the reader and timer (the stream is closed).
+        assert self._bg_scope is not None
+        self._bg_scope.cancel()
+
+    async def _timer(self) -> None:
+        io = self.io
+        conn = self._conn
+        while True:
+            deadline = conn.next_deadline()
+            with io.cancel_scope(deadline=math.inf if deadline is None else deadline) as scope:
+                self._timer_scope = scope
+                await io.sleep_forever()
+            self._timer_scope = None
+            now = io.current_time()
+            deadline = conn.next_deadline()
+            if deadline is not None and now >= deadline:
+                conn.handle_timer(now)
+                self._after_io()
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def running(self, *, server: bool = False) -> AsyncIterator[StreamWebSocket]:
+        """Run the background tasks for the body; on exit close the connection (1000; 1001 when the
+        body is cancelled; 1011 when a server handler raised) and end them. The body's exception is
+        re-raised as it is, not wrapped in an exception group."""
+        io = self.io
+        error: BaseException | None = None
+        async with io.task_group() as group:
+            await group.start(self._background)
+            try:
+                yield self
+            except BaseException as exc:
+                error = exc
+            await self._shutdown(error, server)
+        if error is not None:
+            raise error
+
+    async def _shutdown(self, error: BaseException | None, server: bool) -> None:
+        io = self.io
+        cancelled = error is not None and io.is_cancelled(error)
+        if error is None:
+            code, reason = 1000, ""
+        elif cancelled:
+            code, reason = 1001, "going away"
+        elif server:
+            code, reason = 1011, "internal error"
+        else:
+            code, reason = 1000, ""
+        close_timeout = self._conn.config.close_timeout
+        # Bounded even without a close timeout when cancelled: cancellation must end promptly.
+        limit = close_timeout if close_timeout is not None else (10.0 if cancelled else None)
+        with io.cancel_scope(shield=True):
+            try:
+                with io.cancel_scope(deadline=io.current_time() + limit if limit else math.inf):
+                    await self.close(code=code, message=reason)
+            finally:
+                assert self._bg_scope is not None
+                self._bg_scope.cancel()
+
+
+_W = TypeVar("_W", bound=StreamWebSocket)
+
+
+@asynccontextmanager
+async def connect_stream(
+    ws_class: type[StreamWebSocket],
+    open_stream: Callable[[WSURL], Awaitable[Any]],
+    url: str,
+    *,
+    protocols: Sequence[str] = (),
+    headers: HeadersLike | Mapping[str, str] | None = None,
+    origin: str | None = None,
+    timeout: WSTimeout | None = None,
+    heartbeat: float | None = None,
+    pong_timeout: float | None = None,
+    autoping: bool = True,
+    autoclose: bool = True,
+    compress: bool | int | DeflateOptions | None = 0,
+    max_msg_size: int | None = 4 * 1024 * 1024,
+    max_frame_size: int | None = None,
+    open_timeout: float | None = 10.0,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+) -> AsyncIterator[Any]:
+    """The body of every adapter's `connect()`: `open_stream(parsed_url)` (TCP, TLS) and the opening
+    handshake within `open_timeout` (`WSTimeoutError`), then the connection for the `async with` body."""
+    parsed = parse_url(url)
+    config = make_config(
+        heartbeat=heartbeat,
+        pong_timeout=pong_timeout,
+        autoping=autoping,
+        autoclose=autoclose,
+        timeout=timeout,
+        open_timeout=open_timeout,
+        compress=compress,
+        max_msg_size=max_msg_size,
+        max_frame_size=max_frame_size,
+    )
+    if isinstance(headers, Mapping):
+        headers = list(headers.items())
+    io = ws_class.io
+    conn = ClientConnection(
+        parsed.host_header,
+        parsed.target,
+        subprotocols=protocols,
+        origin=origin,
+        extra_headers=headers or (),
+        config=config,
+    )
+    stream: Any = None
+    try:
+        with io.cancel_scope(
+            deadline=io.current_time() + open_timeout if open_timeout else math.inf
+        ) as scope:
+            stream = await open_stream(parsed)
+            await io.send(stream, conn.data_to_send())
+            while conn.state is State.CONNECTING:
+                data = await io.receive(stream)
+                if data:
+                    conn.receive_data(data, io.current_time())
+                else:
+                    conn.receive_eof()
+        if scope.cancelled_caught:
+            raise WSTimeoutError(f"opening handshake not finished within {open_timeout} s")
+    except io.stream_errors as exc:
+        if stream is not None:
+            with io.cancel_scope(shield=True):
+                await io.aclose(stream)
+        if isinstance(exc, OSError) and stream is None:
+            raise  # could not connect at all: the OS's error says why
+        raise HandshakeError(f"connection lost during the opening handshake: {exc!r}") from exc
+    except BaseException:
+        if stream is not None:
+            with io.cancel_scope(shield=True):
+                await io.aclose(stream)
+        raise
+    ws = ws_class(stream, conn, receive_timeout=receive_timeout_of(timeout), max_queue=max_queue)
+    async with ws.running() as running:
+        yield running
+
+
+async def serve_stream(
+    ws_class: type[StreamWebSocket],
+    stream: Any,
+    handler: Callable[[Any], Awaitable[Any]],
+    *,
+    config: WSConfig,
+    protocols: Sequence[str] = (),
+    process_request: ProcessRequest | None = None,
+    extra_headers: HeadersLike = (),
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    receive_timeout: float | None = None,
+    connections: set[Any] | None = None,
+) -> None:
+    """Serve one accepted stream: the opening handshake (or `process_request`'s plain answer), then
+    `handler(ws)`, then the close (1000; 1011 if the handler raised, which is logged; 1001 when the
+    server is cancelled). Never raises for a bad client."""
+    io = ws_class.io
+    conn = ServerConnection(subprotocols=protocols, config=config)
+    try:
+        opened = await _server_handshake(io, stream, conn, process_request, extra_headers)
+    except (HandshakeError, WSTimeoutError) as exc:
+        logger.debug("opening handshake failed: %s", exc)
+        opened = False
+    except BaseException:
+        with io.cancel_scope(shield=True):
+            await io.aclose(stream)
+        raise
+    if not opened:
+        # The core's answer (a refusal, process_request's response) goes out before the close.
+        try:
+            data = conn.data_to_send()
+            if data:
+                with io.cancel_scope(deadline=io.current_time() + (config.close_timeout or 10.0)):
+                    await io.send(stream, data)
+        except io.stream_errors:
+            pass
+        finally:
+            with io.cancel_scope(shield=True):
+                await io.aclose(stream)
+        return
+    ws = ws_class(stream, conn, receive_timeout=receive_timeout, max_queue=max_queue)
+    if connections is not None:
+        connections.add(ws)
+    try:
+        async with ws.running(server=True):
+            await handler(ws)
+    except Exception:
+        logger.exception("WebSocket handler failed")
+    finally:
+        if connections is not None:
+            connections.discard(ws)
+
+
+async def _server_handshake(
+    io: IOBackend,
+    stream: Any,
+    conn: ServerConnection,
+    process_request: ProcessRequest | None,
+    extra_headers: HeadersLike,
+) -> bool:
+    timeout = conn.config.open_timeout
+    with io.cancel_scope(deadline=io.current_time() + timeout if timeout else math.inf) as scope:
+        while conn.request is None:
+            try:
+                data = await io.receive(stream)
+            except io.stream_errors:
+                return False
+            if not data:
+                conn.receive_eof()
+                return False
+            conn.receive_data(data, io.current_time())
+        if process_request is not None:
+            try:
+                response = process_request(conn.request)
+                if inspect.isawaitable(response):
+                    response = await response
+            except Exception:
+                logger.exception("process_request failed")
+                response = (500, [], b"Internal Server Error")
+            if response is not None:
+                status, headers, body = response
+                conn.respond(status, headers, body)
+                return False
+        conn.accept(extra_headers=extra_headers, now=io.current_time())
+        try:
+            await io.send(stream, conn.data_to_send())
+        except io.stream_errors:
+            return False
+    if scope.cancelled_caught:
+        raise WSTimeoutError(f"opening handshake not finished within {timeout} s")
+    return True
+
+
+def broadcast(connections: Iterable[_W], message: str | bytes) -> list[_W]:
+    """Send `message` to every connection, encoding the frame once; never waits.
+
+    Connections that are closed or too far behind (a slow client) are skipped and returned, so the
+    caller can decide (e.g. close them); the others get the frame queued to their writer.
+    """
+    if isinstance(message, str):
+        frame = encode_frame(1, message.encode("utf-8"))
+    elif isinstance(message, (bytes, bytearray, memoryview)):
+        frame = encode_frame(2, bytes(message))
+    else:
+        raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
+    skipped = []
+    for ws in connections:
+        try:
+            ok = ws.send_prepared(frame)
+        except WSError:
+            ok = False
+        if not ok:
+            skipped.append(ws)
+    return skipped
+
+
+def _deadline(io: IOBackend, timeout: float | None) -> float:
+    return io.current_time() + timeout if timeout else math.inf
+
+
+def receive_timeout_of(timeout: WSTimeout | None) -> float | None:
+    """The default `receive()` bound from `timeout=WSTimeout(...)`."""
+    return None if timeout is None else timeout.receive
