@@ -31,11 +31,15 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from ._types import CLOSED_MESSAGE, State, WSMessage, WSMsgType
+from ._types import CLOSED_MESSAGE, CLOSING_MESSAGE, State, WSMessage, WSMsgType
 from .adapter import (
     DEFAULT_MAX_QUEUE,
     WSURL,
     WSTimeout,
+    check_http_response,
+    close_args,
+    compress_flag,
+    control_payload,
     decode_json,
     expect_bytes,
     expect_str,
@@ -49,7 +53,7 @@ from .connection import Connection
 from .errors import ConnectionClosed, HandshakeError, WSError, WSTimeoutError
 from .extensions import DeflateOptions
 from .frames import encode_frame
-from .handshake import HeadersLike, Request
+from .handshake import HeadersLike, Request, SubprotocolSelector
 from .server import ServerConnection
 
 __all__ = [
@@ -59,6 +63,7 @@ __all__ = [
     "StreamWebSocket",
     "broadcast",
     "connect_stream",
+    "echo_handler",
     "serve_stream",
 ]
 
@@ -69,11 +74,9 @@ HIGH_WATER = 64 * 1024
 
 _RECEIVE_SIZE = 64 * 1024
 
-ProcessRequest = Callable[
-    [Request], "tuple[int, HeadersLike, bytes] | Awaitable[tuple[int, HeadersLike, bytes] | None] | None"
-]
-"""`process_request(request)`: None to go on with the upgrade, or `(status, headers, body)` to answer
-with plain HTTP instead (may be a coroutine function)."""
+ProcessRequest = Callable[[Request], Any]
+"""`process_request(request)` -> None (upgrade) or `(status, headers, body)` (answer with plain HTTP);
+may be sync or async."""
 
 
 class EventLike(Protocol):
@@ -188,6 +191,8 @@ class StreamWebSocket:
         self._timer_scope: ScopeLike | None = None
         self._bg_scope: ScopeLike | None = None
         self._transport_closed = False
+        self.request: Request | None = getattr(conn, "request", None)
+        """Server side: the upgrade request (path, headers) the connection was opened with."""
         data = conn.data_to_send()
         if data:
             self._out.append(data)
@@ -196,9 +201,21 @@ class StreamWebSocket:
     # -- state ---------------------------------------------------------------------------------
 
     @property
-    def connection(self) -> Connection:
-        """The core connection this object drives."""
+    def core(self) -> Connection:
+        """The sans-I/O connection this object drives."""
         return self._conn
+
+    def write_buffer_size(self) -> int:
+        """Bytes handed to the writer but not yet written."""
+        return self._pending
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed (without starting a close)."""
+        await self._done.wait()
+
+    def __repr__(self) -> str:
+        role = "client" if self._conn.client else "server"
+        return f"<{type(self).__name__} {role} {self._conn.state.name}>"
 
     @property
     def closed(self) -> bool:
@@ -244,8 +261,16 @@ class StreamWebSocket:
         queue = self._queue
         if queue:
             return self._pop()
-        if self._conn.state is State.CLOSED or self._done.is_set():
+        conn = self._conn
+        if conn.state is State.CLOSED or self._done.is_set():
             # The core's CLOSED event went to the queue when it happened: nothing more can come.
+            return CLOSED_MESSAGE
+        if self._discard:
+            await self._done.wait()
+            return CLOSED_MESSAGE
+        if conn.state is State.CLOSING and not conn.close_sent:
+            # The peer's close (autoclose off) was delivered: the answer is ours to send, as aiohttp does.
+            await self.close()
             return CLOSED_MESSAGE
         if timeout is None:
             timeout = self._receive_timeout
@@ -298,27 +323,48 @@ class StreamWebSocket:
 
     # -- sending -------------------------------------------------------------------------------
 
-    async def send_str(self, data: str, compress: bool | None = None) -> None:
-        """Send a text message; `TypeError` if `data` is not a str, `ConnectionClosed` once closed."""
+    async def send_str(self, data: str, compress: bool | int | None = None) -> None:
+        """Send a text message; `compress` overrides whether this one is compressed (None: the default).
+        `TypeError` if `data` is not a str, `ConnectionClosed` once closed. Cancelling the call after
+        the frame is queued still sends it whole."""
         text_or_bytes(data, "str")
-        self._conn.send_text(data, compress=compress)
+        self._conn.send_text(data, compress=compress_flag(compress))
         await self._flush()
 
-    async def send_bytes(self, data: bytes | bytearray | memoryview, compress: bool | None = None) -> None:
-        """Send a binary message."""
+    async def send_bytes(
+        self, data: bytes | bytearray | memoryview, compress: bool | int | None = None
+    ) -> None:
+        """Send a binary message; `compress` as in `send_str`."""
         text_or_bytes(data, "bytes")
-        self._conn.send_bytes(data, compress=compress)
+        self._conn.send_bytes(data, compress=compress_flag(compress))
         await self._flush()
 
     async def send_json(
-        self, data: Any, compress: bool | None = None, *, dumps: Callable[[Any], str] = json.dumps
+        self, data: Any, compress: bool | int | None = None, *, dumps: Callable[[Any], str] = json.dumps
     ) -> None:
         """Send `dumps(data)` as a text message."""
         await self.send_str(dumps(data), compress)
 
-    async def send_frame(self, message: bytes, opcode: int, compress: int | None = None) -> None:
-        """Send one raw frame with `opcode` (never compressed)."""
-        self._conn.send_frame(bytes(message), int(opcode))
+    async def send_frame(
+        self, message: bytes | bytearray | memoryview, opcode: int, compress: bool | int | None = None
+    ) -> None:
+        """Send one frame with `opcode` (TEXT, BINARY, CONTINUATION, PING, PONG or CLOSE)."""
+        text_or_bytes(message, "bytes")
+        payload = bytes(message)
+        conn = self._conn
+        flag = compress_flag(compress)
+        if flag and opcode == WSMsgType.BINARY:
+            conn.send_bytes(payload, compress=True)
+        elif flag and opcode == WSMsgType.TEXT:
+            conn.send_text(payload.decode("utf-8"), compress=True)
+        elif opcode == WSMsgType.CLOSE:
+            if not payload:
+                await self.close(code=None)
+            else:
+                await self.close(code=int.from_bytes(payload[:2], "big"), message=payload[2:])
+            return
+        else:
+            conn.send_frame(payload, int(opcode))
         await self._flush()
 
     def send_prepared(self, frame: bytes) -> bool:
@@ -327,35 +373,56 @@ class StreamWebSocket:
         Returns False, queueing nothing, when this connection is closed or its writer is behind by more
         than `HIGH_WATER` bytes (a slow client), so one slow client cannot stall a broadcast.
         """
-        if self._pending > HIGH_WATER or self.closed:
+        conn = self._conn
+        if self._pending > HIGH_WATER or conn.state is not State.OPEN or conn.close_sent:
             return False
-        self._conn.send_prepared(frame)
+        conn.send_prepared(frame)
         self._after_io()
         return True
 
-    async def ping(self, message: bytes = b"") -> None:
-        """Send a ping (at most 125 bytes)."""
-        self._conn.ping(bytes(message), self.io.current_time())
+    def send_message_nowait(self, message: str | bytes | bytearray | memoryview) -> bool:
+        """Queue a whole message without waiting (used by `broadcast` for client connections); False,
+        queueing nothing, when closed or behind by more than `HIGH_WATER` bytes."""
+        conn = self._conn
+        if self._pending > HIGH_WATER or conn.state is not State.OPEN or conn.close_sent:
+            return False
+        if isinstance(message, str):
+            conn.send_text(message)
+        else:
+            conn.send_bytes(message)
+        self._after_io()
+        return True
+
+    async def ping(self, message: bytes | str = b"") -> None:
+        """Send a ping (at most 125 bytes, else `ValueError`)."""
+        self._conn.ping(control_payload(message), self.io.current_time())
         await self._flush()
 
-    async def pong(self, message: bytes = b"") -> None:
-        """Send a pong (unsolicited, or an answer when autoping is off)."""
-        self._conn.pong(bytes(message))
+    async def pong(self, message: bytes | str = b"") -> None:
+        """Send a pong: an unsolicited one, or the answer to a ping with autoping off."""
+        self._conn.pong(control_payload(message))
         await self._flush()
 
-    async def close(self, *, code: int = 1000, message: bytes | str = b"") -> bool:
-        """Close: send a close frame, wait for the peer's and for the TCP close, within the close
-        timeout. Returns True if this call started the close handshake (False if already closing)."""
-        reason = message.decode("utf-8") if isinstance(message, (bytes, bytearray)) else message
+    async def close(self, *, code: int | None = 1000, message: bytes | str = b"") -> bool:
+        """Close: send a close frame, wait for the peer's (within the close timeout) and for TCP to
+        close. Returns True if this call closed the connection, False if it was already closing.
+
+        A task waiting in `receive()` gets a CLOSING message; messages that arrive after this call are
+        dropped (as aiohttp does). Cancelling close() leaves the close to the connection's `async with`.
+        """
+        code, reason = close_args(code, message)
         conn = self._conn
         started = False
-        if not self._transport_closed and conn.state is not State.CLOSED:
+        if not self._discard:
+            self._discard = True
+            self._queue.clear()
+            if self._msg_waiter is not None:
+                self._queue.append(CLOSING_MESSAGE)
+                self._msg_waiter.set()
+            if self._space_waiter is not None:
+                self._space_waiter.set()  # the peer's close frame must get through
+        if not self._transport_closed and conn.state is not State.CLOSED and not conn.close_sent:
             started = conn.close(code, reason, self.io.current_time())
-        # Our close frame is sent: what the peer sends now is not for the application.
-        self._discard = True
-        self._queue = deque(m for m in self._queue if m.type not in (WSMsgType.TEXT, WSMsgType.BINARY))
-        if self._space_waiter is not None:
-            self._space_waiter.set()
         self._after_io()
         await self._done.wait()
         return started
@@ -376,9 +443,7 @@ class StreamWebSocket:
         """Move the core's events to the queue and its bytes to the writer; re-arm the timer."""
         conn = self._conn
         events = conn.events()
-        if events:
-            if self._discard:
-                events = [m for m in events if m.type not in (WSMsgType.TEXT, WSMsgType.BINARY)]
+        if events and not self._discard:
             self._queue.extend(events)
             if self._msg_waiter is not None:
                 self._msg_waiter.set()
@@ -520,7 +585,7 @@ class StreamWebSocket:
     async def _shutdown(self, error: BaseException | None, server: bool) -> None:
         io = self.io
         cancelled = error is not None and io.is_cancelled(error)
-        if error is None:
+        if error is None or isinstance(error, ConnectionClosed):
             code, reason = 1000, ""
         elif cancelled:
             code, reason = 1001, "going away"
@@ -627,6 +692,7 @@ async def serve_stream(
     *,
     config: WSConfig,
     protocols: Sequence[str] = (),
+    select_subprotocol: SubprotocolSelector | None = None,
     process_request: ProcessRequest | None = None,
     extra_headers: HeadersLike = (),
     max_queue: int = DEFAULT_MAX_QUEUE,
@@ -637,7 +703,9 @@ async def serve_stream(
     `handler(ws)`, then the close (1000; 1011 if the handler raised, which is logged; 1001 when the
     server is cancelled). Never raises for a bad client."""
     io = ws_class.io
-    conn = ServerConnection(subprotocols=protocols, config=config)
+    conn = ServerConnection(
+        subprotocols=protocols, select_subprotocol=select_subprotocol, config=config, now=io.current_time()
+    )
     try:
         opened = await _server_handshake(io, stream, conn, process_request, extra_headers)
     except (HandshakeError, WSTimeoutError) as exc:
@@ -666,8 +734,10 @@ async def serve_stream(
     try:
         async with ws.running(server=True):
             await handler(ws)
+    except ConnectionClosed:
+        pass  # the peer went away while the handler was sending: not the handler's fault
     except Exception:
-        logger.exception("WebSocket handler failed")
+        logger.exception("connection handler failed; closed with 1011")
     finally:
         if connections is not None:
             connections.discard(ws)
@@ -697,11 +767,12 @@ async def _server_handshake(
                 if inspect.isawaitable(response):
                     response = await response
             except Exception:
-                logger.exception("process_request failed")
+                logger.exception("process_request failed; answering 500")
                 response = (500, [], b"Internal Server Error")
+            if conn.state is not State.CONNECTING:
+                return False  # the open timeout passed meanwhile
             if response is not None:
-                status, headers, body = response
-                conn.respond(status, headers, body)
+                conn.respond(*check_http_response(response))
                 return False
         conn.accept(extra_headers=extra_headers, now=io.current_time())
         try:
@@ -713,27 +784,44 @@ async def _server_handshake(
     return True
 
 
-def broadcast(connections: Iterable[_W], message: str | bytes) -> list[_W]:
-    """Send `message` to every connection, encoding the frame once; never waits.
+def broadcast(
+    connections: Iterable[_W], message: str | bytes | bytearray | memoryview, *, limit: int | None = None
+) -> list[_W]:
+    """Send `message` to every open connection without waiting; return the ones skipped.
 
-    Connections that are closed or too far behind (a slow client) are skipped and returned, so the
-    caller can decide (e.g. close them); the others get the frame queued to their writer.
+    The frame is encoded once and queued as is to each server-side connection (uncompressed, which
+    permessage-deflate allows per message). A connection is skipped when it is not open, is in the
+    middle of a fragmented send, or its writer is behind by more than `HIGH_WATER` (or `limit`) bytes,
+    so one slow client never stalls the others.
     """
     if isinstance(message, str):
         frame = encode_frame(1, message.encode("utf-8"))
     elif isinstance(message, (bytes, bytearray, memoryview)):
         frame = encode_frame(2, bytes(message))
     else:
-        raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
-    skipped = []
+        raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+    skipped: list[_W] = []
     for ws in connections:
+        if limit is not None and ws.write_buffer_size() > limit:
+            skipped.append(ws)
+            continue
         try:
-            ok = ws.send_prepared(frame)
-        except WSError:
-            ok = False
-        if not ok:
+            # A client masks each frame with its own key: no shared encoding is possible.
+            sent = ws.send_message_nowait(message) if ws.core.client else ws.send_prepared(frame)
+        except WSError:  # a fragmented send in progress, or already closed
+            sent = False
+        if not sent:
             skipped.append(ws)
     return skipped
+
+
+async def echo_handler(ws: StreamWebSocket) -> None:
+    """Send every text and binary message back (the handler of the echo servers and Autobahn runs)."""
+    async for msg in ws:
+        if msg.type is WSMsgType.TEXT:
+            await ws.send_str(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            await ws.send_bytes(msg.data)
 
 
 def _deadline(io: IOBackend, timeout: float | None) -> float:

@@ -37,9 +37,17 @@ from wscore import (
     WSTimeoutError,
 )
 from wscore.adapter import DEFAULT_MAX_QUEUE, WSURL, WSTimeout, make_config
-from wscore.driver import IOBackend, ProcessRequest, ScopeLike, StreamWebSocket, connect_stream, serve_stream
+from wscore.driver import (
+    IOBackend,
+    ProcessRequest,
+    ScopeLike,
+    StreamWebSocket,
+    connect_stream,
+    echo_handler,
+    serve_stream,
+)
 from wscore.driver import broadcast as _broadcast
-from wscore.handshake import HeadersLike
+from wscore.handshake import HeadersLike, SubprotocolSelector
 
 __all__ = [
     "ConnectionClosed",
@@ -57,6 +65,7 @@ __all__ = [
     "WebSocket",
     "broadcast",
     "connect",
+    "echo_handler",
     "serve",
 ]
 
@@ -205,6 +214,7 @@ async def serve(
     port: int,
     *,
     protocols: Sequence[str] = (),
+    select_subprotocol: SubprotocolSelector | None = None,
     process_request: ProcessRequest | None = None,
     extra_headers: HeadersLike = (),
     timeout: WSTimeout | None = None,
@@ -212,7 +222,7 @@ async def serve(
     pong_timeout: float | None = None,
     autoping: bool = True,
     autoclose: bool = True,
-    compress: bool | int | DeflateOptions | None = 0,
+    compress: bool | int | DeflateOptions | None = True,
     max_msg_size: int | None = 4 * 1024 * 1024,
     max_frame_size: int | None = None,
     open_timeout: float | None = 10.0,
@@ -223,7 +233,14 @@ async def serve(
     """Serve WebSocket connections until cancelled: `await nursery.start(serve, handler, host, port)`
     returns a `WSServer`. `handler(ws)` runs in the server's nursery; when it returns the connection is
     closed with 1000 (1011 if it raised; the error is logged). Cancelling the server closes every
-    connection with 1001. `process_request(request)` may answer plain HTTP instead of upgrading."""
+    connection with 1001 (each within the close timeout).
+
+    - `process_request(request)`: return None to upgrade, or `(status, headers, body)` to answer with
+      plain HTTP (a page, a health check, a 403). May be sync or async.
+    - `protocols`: the subprotocols we speak, in our order of preference; or `select_subprotocol(offered)`.
+    - `compress`: accept permessage-deflate when offered (default True).
+    - `ssl`: an `SSLContext` for wss://. The other options are `connect()`'s.
+    """
     config = make_config(
         heartbeat=heartbeat,
         pong_timeout=pong_timeout,
@@ -246,6 +263,7 @@ async def serve(
             handler=handler,
             config=config,
             protocols=protocols,
+            select_subprotocol=select_subprotocol,
             process_request=process_request,
             extra_headers=extra_headers,
             max_queue=max_queue,
@@ -256,7 +274,12 @@ async def serve(
         task_status.started(server)
 
 
-def broadcast(connections: Iterable[WebSocket], message: str | bytes) -> list[WebSocket]:
-    """Send `message` to every connection, encoded once, without waiting; returns the connections
-    skipped because they are closed or too slow."""
-    return _broadcast(connections, message)
+def broadcast(
+    connections: Iterable[WebSocket],
+    message: str | bytes | bytearray | memoryview,
+    *,
+    limit: int | None = None,
+) -> list[WebSocket]:
+    """Send `message` to every open connection without waiting, the frame encoded once; returns the
+    connections skipped (closed, or behind by more than `limit`/`wscore.driver.HIGH_WATER` bytes)."""
+    return _broadcast(connections, message, limit=limit)
