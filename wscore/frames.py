@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
+from types import ModuleType
 
 from .errors import ProtocolError
 
@@ -23,6 +25,7 @@ __all__ = [
     "is_valid_close_code",
     "mask",
     "parse_close_payload",
+    "unmask_from",
 ]
 
 OP_CONTINUATION = 0x0
@@ -39,18 +42,67 @@ KNOWN_OPCODES = DATA_OPCODES | CONTROL_OPCODES
 _pack_h = struct.Struct("!BBH").pack
 _pack_q = struct.Struct("!BBQ").pack
 
-# Large payloads are XORed as one big integer: CPython does that in C, a word at a time. The
-# repeated mask for that integer is cached per mask value only while it is in use.
-_BIG = 1 << 63
+# Pure-Python masking, two ways, switched on size (measured with benchmarks/core.py): up to a few
+# KiB, the payload and the repeated key as two big integers XORed in C; above, four strided passes
+# of bytes.translate (a C loop each) with one XOR table per key byte, which skips the int
+# conversions that cost about 0.5 ns a byte each way.
+_TRANSLATE_MIN = 4096
+_xor_tables: list[bytes | None] = [None] * 256
 
 
-def mask(data: bytes | bytearray | memoryview, key: bytes | bytearray) -> bytes:
+def _xor_table(k: int) -> bytes:
+    table = _xor_tables[k]
+    if table is None:
+        table = _xor_tables[k] = bytes(b ^ k for b in range(256))
+    return table
+
+
+def mask_py(data: bytes | bytearray | memoryview, key: bytes | bytearray) -> bytes:
     """XOR `data` with the 4-byte masking `key` (RFC 6455 §5.3); masking and unmasking are the same."""
     n = len(data)
-    if n == 0:
-        return b""
-    reps = (n >> 2) + 1
-    return (int.from_bytes(data, "little") ^ int.from_bytes((key * reps)[:n], "little")).to_bytes(n, "little")
+    if n < _TRANSLATE_MIN:
+        return (
+            int.from_bytes(data, "little") ^ int.from_bytes((key * ((n >> 2) + 1))[:n], "little")
+        ).to_bytes(n, "little")
+    src = data if isinstance(data, bytes) else bytes(data)
+    out = bytearray(n)
+    out[0::4] = src[0::4].translate(_xor_table(key[0]))
+    out[1::4] = src[1::4].translate(_xor_table(key[1]))
+    out[2::4] = src[2::4].translate(_xor_table(key[2]))
+    out[3::4] = src[3::4].translate(_xor_table(key[3]))
+    return bytes(out)
+
+
+# For a control-sized payload, the key and the payload are read as one integer (key in the low 32
+# bits), and the key is repeated by multiplying with 0x...0000000100000001: fewer objects than slicing.
+_REPEAT = [int.from_bytes(b"\x01\x00\x00\x00" * ((n + 3) >> 2), "little") for n in range(126)]
+_LOW_BYTES = [(1 << (8 * n)) - 1 for n in range(126)]
+
+
+def unmask_from_py(buf: bytes | bytearray, start: int, end: int) -> bytes:
+    """Unmask `buf[start:end]` with the key in `buf[start-4:start]`, as a masked frame has it on the wire."""
+    n = end - start
+    if n < 126:
+        v = int.from_bytes(buf[start - 4 : end], "little")
+        return (((v >> 32) ^ (v & 0xFFFFFFFF) * _REPEAT[n]) & _LOW_BYTES[n]).to_bytes(n, "little")
+    return mask_py(buf[start:end], buf[start - 4 : start])
+
+
+_speedups: ModuleType | None = None
+if not os.environ.get("WSCORE_NO_EXTENSIONS"):
+    try:
+        from . import _speedups
+    except ImportError:  # not compiled (no C compiler at install time): pure Python does the same
+        _speedups = None
+
+mask: Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes]
+unmask_from: Callable[[bytes | bytearray, int, int], bytes]
+if _speedups is not None:
+    mask = _speedups.mask
+    unmask_from = _speedups.unmask_from
+else:
+    mask = mask_py
+    unmask_from = unmask_from_py
 
 
 class _MaskKeys:
