@@ -1,0 +1,454 @@
+"""`wscore_asyncio.uvicorn:WSCoreProtocol` under a real uvicorn server, with a Starlette app.
+
+Each test starts uvicorn on 127.0.0.1 in its own event loop (`asyncio.run`), talks to it with the
+`websockets` client (or a raw socket where a misbehaving peer is needed) and stops it. The server is
+known to be up when `startup()` has returned (an event, not a sleep).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.conftest import free_port
+from wscore_asyncio.uvicorn import WSCoreProtocol
+
+from .test_core_embedding import KEY
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's Server with an event set once it listens."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, **options: Any) -> AsyncIterator[tuple[str, _Server]]:
+    """Run uvicorn with WSCoreProtocol on a free port for the duration of the block."""
+    port = free_port()
+    options.setdefault("ws_ping_interval", None)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        ws=WSCoreProtocol,
+        http="h11",
+        lifespan="off",
+        log_level="warning",
+        **options,
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve())
+    ready = asyncio.create_task(server.ready.wait())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    assert not task.done(), "uvicorn did not start"
+    try:
+        yield f"ws://127.0.0.1:{port}", server
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 60))
+
+
+class Recorder:
+    """What the app saw, for the test to assert on: disconnect codes and scopes, with an event."""
+
+    def __init__(self) -> None:
+        self.disconnects: list[tuple[int, str | None]] = []
+        self.disconnected = asyncio.Event()
+        self.scopes: list[dict[str, Any]] = []
+
+    def disconnect(self, exc: WebSocketDisconnect) -> None:
+        self.disconnects.append((exc.code, exc.reason))
+        self.disconnected.set()
+
+
+def make_app(rec: Recorder) -> Starlette:
+    async def echo(ws: WebSocket) -> None:
+        rec.scopes.append(dict(ws.scope))
+        offered = ws.scope["subprotocols"]
+        await ws.accept(subprotocol="chat" if "chat" in offered else None, headers=[(b"x-app", b"yes")])
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+                if message.get("text") is not None:
+                    text = message["text"]
+                    if text.startswith("close:"):
+                        _, code, reason = text.split(":", 2)
+                        await ws.close(int(code), reason)
+                        return
+                    if text == "scope":
+                        scope = ws.scope
+                        info = {
+                            "path": scope["path"],
+                            "raw_path": scope["raw_path"].decode(),
+                            "root_path": scope["root_path"],
+                            "query_string": scope["query_string"].decode(),
+                            "subprotocols": scope["subprotocols"],
+                            "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
+                            "scheme": scope["scheme"],
+                            "http_version": scope["http_version"],
+                            "extensions": list(scope.get("extensions", {})),
+                        }
+                        await ws.send_text(json.dumps(info))
+                        continue
+                    await ws.send_text(text)
+                else:
+                    await ws.send_bytes(message["bytes"])
+        except WebSocketDisconnect as exc:
+            rec.disconnect(exc)
+
+    async def hold(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            await ws.receive_text()
+        except WebSocketDisconnect as exc:
+            rec.disconnect(exc)
+
+    async def deny(ws: WebSocket) -> None:
+        await ws.close()
+
+    async def denial(ws: WebSocket) -> None:
+        await ws.send_denial_response(
+            PlainTextResponse("not you", status_code=401, headers={"www-authenticate": "Token"})
+        )
+
+    async def fail(ws: WebSocket) -> None:
+        raise RuntimeError("the app broke before accepting")
+
+    async def fail_after_accept(ws: WebSocket) -> None:
+        await ws.accept()
+        raise RuntimeError("the app broke after accepting")
+
+    async def returns(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.send_text("bye")
+
+    return Starlette(
+        routes=[
+            WebSocketRoute("/echo", echo),
+            WebSocketRoute("/hold", hold),
+            WebSocketRoute("/deny", deny),
+            WebSocketRoute("/denial", denial),
+            WebSocketRoute("/fail", fail),
+            WebSocketRoute("/fail-after-accept", fail_after_accept),
+            WebSocketRoute("/returns", returns),
+        ]
+    )
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+def test_text_and_bytes_round_trip() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        async with serving(make_app(rec)) as (url, _), connect(url + "/echo") as ws:
+            await ws.send("héllo")
+            assert await ws.recv() == "héllo"
+            await ws.send(b"\x00\x01binary")
+            assert await ws.recv() == b"\x00\x01binary"
+            big = "x" * 200_000  # several reads, and compressed both ways by default
+            await ws.send(big)
+            assert await ws.recv() == big
+            await ws.send(["frag", "mented"])  # a fragmented message arrives whole
+            assert await ws.recv() == "fragmented"
+            pong = await ws.ping(b"are you there")
+            await asyncio.wait_for(pong, 5)
+            await ws.close(1001, "leaving")
+            await rec.disconnected.wait()
+            assert rec.disconnects == [(1001, "leaving")]
+
+    run(main)
+
+
+def test_many_messages_in_order_with_a_small_queue() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        async with serving(make_app(rec), ws_max_queue=2) as (url, _), connect(url + "/echo") as ws:
+            for i in range(300):
+                await ws.send(f"m{i}")
+            assert [await ws.recv() for _ in range(300)] == [f"m{i}" for i in range(300)]
+
+    run(main)
+
+
+def test_scope_and_headers() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        async with (
+            serving(make_app(rec), root_path="/api", headers=[("X-Server-Extra", "1")]) as (url, _),
+            connect(url + "/echo?a=1&b=%20", subprotocols=["other", "chat"]) as ws,  # type: ignore[list-item]
+        ):
+            assert ws.subprotocol == "chat"
+            response = ws.response
+            assert response is not None
+            assert response.headers["x-app"] == "yes"
+            assert response.headers["server"] == "uvicorn"
+            assert response.headers["x-server-extra"] == "1"
+            assert "date" in response.headers
+            assert response.headers["sec-websocket-protocol"] == "chat"
+            extensions = response.headers["sec-websocket-extensions"]
+            assert extensions.startswith("permessage-deflate")
+            assert "server_max_window_bits=12" in extensions
+            await ws.send("scope")
+            info = json.loads(await ws.recv())
+            assert info["path"] == "/api/echo"
+            assert info["raw_path"] == "/api/echo"
+            assert info["root_path"] == "/api"
+            assert info["query_string"] == "a=1&b=%20"
+            assert info["subprotocols"] == ["other", "chat"]
+            assert info["scheme"] == "ws"
+            assert info["http_version"] == "1.1"
+            assert info["extensions"] == ["websocket.http.response"]
+            names = [name for name, _ in info["headers"]]
+            assert "host" in names and "sec-websocket-key" in names
+            assert all(name == name.lower() for name in names)
+
+    run(main)
+
+
+def test_no_subprotocol_and_no_deflate() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        async with (
+            serving(make_app(rec), ws_per_message_deflate=False) as (url, _),
+            connect(url + "/echo") as ws,
+        ):
+            assert ws.subprotocol is None
+            assert ws.response is not None
+            assert "sec-websocket-extensions" not in ws.response.headers
+            await ws.send("plain")
+            assert await ws.recv() == "plain"
+
+    run(main)
+
+
+# -- closing -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("code", "reason"), [(1000, ""), (4001, "custom reason"), (1008, "policy")])
+def test_app_closes_with_code_and_reason(code: int, reason: str) -> None:
+    async def main() -> None:
+        rec = Recorder()
+        async with serving(make_app(rec)) as (url, _), connect(url + "/echo") as ws:
+            await ws.send(f"close:{code}:{reason}")
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None
+            assert (info.value.rcvd.code, info.value.rcvd.reason) == (code, reason)
+            assert info.value.sent is not None  # the client answered: a clean close handshake
+            await ws.wait_closed()
+
+    run(main)
+
+
+def test_app_returning_without_close_closes_1000() -> None:
+    async def main() -> None:
+        async with serving(make_app(Recorder())) as (url, _), connect(url + "/returns") as ws:
+            assert await ws.recv() == "bye"
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1000
+
+    run(main)
+
+
+def test_app_failing_after_accept_closes_1011() -> None:
+    async def main() -> None:
+        async with serving(make_app(Recorder())) as (url, _), connect(url + "/fail-after-accept") as ws:
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+
+    run(main)
+
+
+def test_shutdown_closes_with_1012() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        async with serving(make_app(rec)) as (url, server):
+            async with connect(url + "/hold") as ws:
+                server.should_exit = True
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.recv()
+                assert info.value.rcvd is not None and info.value.rcvd.code == 1012
+            await rec.disconnected.wait()
+            assert rec.disconnects == [(1012, "")]
+
+    run(main)
+
+
+def test_message_over_ws_max_size_is_1009() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        async with serving(make_app(rec), ws_max_size=1024) as (url, _), connect(url + "/echo") as ws:
+            await ws.send("y" * 1024)  # at the limit: fine
+            assert await ws.recv() == "y" * 1024
+            await ws.send("y" * 1025)
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+            await rec.disconnected.wait()
+            assert rec.disconnects[0][0] == 1009
+
+    run(main)
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+
+def test_close_before_accept_is_403() -> None:
+    async def main() -> None:
+        async with serving(make_app(Recorder())) as (url, _):
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(url + "/deny"):
+                    pass
+            assert info.value.response.status_code == 403
+
+    run(main)
+
+
+def test_denial_response_extension() -> None:
+    async def main() -> None:
+        async with serving(make_app(Recorder())) as (url, _):
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(url + "/denial"):
+                    pass
+            response = info.value.response
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"] == "Token"
+            assert response.body == b"not you"
+
+    run(main)
+
+
+def test_app_failing_before_accept_is_500() -> None:
+    async def main() -> None:
+        async with serving(make_app(Recorder())) as (url, _):
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(url + "/fail"):
+                    pass
+            assert info.value.response.status_code == 500
+
+    run(main)
+
+
+def test_unknown_route_is_403() -> None:
+    async def main() -> None:
+        async with serving(make_app(Recorder())) as (url, _):
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(url + "/nowhere"):
+                    pass
+            assert info.value.response.status_code == 403
+
+    run(main)
+
+
+async def raw_handshake(port: int, path: str, *, version: str = "13") -> tuple[Any, Any, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
+        f"Sec-WebSocket-Version: {version}\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    return reader, writer, head
+
+
+def test_bad_version_is_refused_before_the_app_runs() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        async with serving(make_app(rec)) as (url, _):
+            port = int(url.rsplit(":", 1)[1])
+            reader, writer, head = await raw_handshake(port, "/echo", version="8")
+            assert head.startswith(b"HTTP/1.1 426 ")
+            assert b"sec-websocket-version: 13" in head.lower()
+            await reader.read()  # the server closes the connection
+            writer.close()
+            await writer.wait_closed()
+            assert rec.scopes == []
+
+    run(main)
+
+
+# -- keepalive ---------------------------------------------------------------------------------
+
+
+def test_keepalive_drops_a_silent_peer() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        interval, timeout = 0.3, 0.3
+        async with serving(make_app(rec), ws_ping_interval=interval, ws_ping_timeout=timeout) as (url, _):
+            port = int(url.rsplit(":", 1)[1])
+            reader, writer, head = await raw_handshake(port, "/hold")
+            assert head.startswith(b"HTTP/1.1 101 ")
+            opened = time.monotonic()
+            ping = await reader.readexactly(2)
+            pinged = time.monotonic()
+            assert ping[0] == 0x89  # a ping, which this peer never answers
+            ping_payload = await reader.readexactly(ping[1])
+            assert len(ping_payload) == ping[1]
+            assert await reader.read() == b""  # then the server drops the connection
+            dropped = time.monotonic()
+            writer.close()
+            await writer.wait_closed()
+            await rec.disconnected.wait()
+            assert rec.disconnects[0][0] == 1006
+            assert pinged - opened >= interval * 0.9
+            assert timeout * 0.9 <= dropped - pinged < timeout + 2.0
+
+    run(main)
+
+
+def test_keepalive_keeps_an_answering_peer() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        async with (
+            serving(make_app(rec), ws_ping_interval=0.1, ws_ping_timeout=0.1) as (url, server),
+            connect(url + "/echo", ping_interval=None) as ws,  # websockets answers pings by itself
+        ):
+            (protocol,) = server.server_state.connections
+            assert isinstance(protocol, WSCoreProtocol)
+            timer_calls: list[float] = []
+            handle_timer = protocol.conn.handle_timer
+
+            def recording(now: float) -> None:
+                timer_calls.append(now)
+                handle_timer(now)
+
+            protocol.conn.handle_timer = recording
+            # Ten heartbeat intervals of silence from the app's side: the peer must survive them.
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(rec.disconnected.wait(), 1.0)
+            assert len(timer_calls) >= 4
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+
+    run(main)
