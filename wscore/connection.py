@@ -517,7 +517,10 @@ class Connection:
         if opcode in (frames.OP_PING, frames.OP_PONG):
             self._send_control(opcode, payload)
         elif opcode == frames.OP_CLOSE:
-            code, reason = frames.parse_close_payload(payload) if payload else (None, "")
+            try:
+                code, reason = frames.parse_close_payload(payload) if payload else (None, "")
+            except ProtocolError as exc:  # the caller's payload: an argument error, not the peer's
+                raise ValueError(exc.reason) from None
             self.close(code, reason)
         elif opcode in (frames.OP_TEXT, frames.OP_BINARY, frames.OP_CONTINUATION):
             self._check_can_send()
