@@ -37,7 +37,7 @@ from .errors import (
     WSTimeoutError,
 )
 from .extensions import PerMessageDeflate
-from .frames import encode_frame, mask
+from .frames import encode_frame, mask, unmask_from
 
 __all__ = ["Connection"]
 
@@ -49,6 +49,9 @@ _CLOSING: Final = State.CLOSING
 _CLOSED: Final = State.CLOSED
 _CONNECTING: Final = State.CONNECTING
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+# WSMessage(...) runs NamedTuple's __new__, a Python function; tuple.__new__ builds the same object in C.
+_new_message = tuple.__new__
+_NO_LIMIT: Final = 1 << 64  # above any frame length (§5.2 caps it at 2**63 - 1)
 
 
 class Connection:
@@ -184,8 +187,19 @@ class Connection:
             self._fail(exc)
 
     def _parse(self, data: bytes | bytearray) -> None:
-        events = self._events
+        # The hot path: everything read more than once per frame is a local, and a whole,
+        # uncompressed message in one frame costs one slice (or one unmask) and one tuple.
+        append = self._events.append
         expect_mask = self._expect_mask
+        max_frame = self._max_frame
+        if max_frame is None:
+            max_frame = _NO_LIMIT
+        max_message = self._max_message
+        fragments = self._fragments
+        probing = self._probe_checked
+        unmask = unmask_from
+        new_message = _new_message
+        is_bytes = type(data) is bytes
         n = len(data)
         pos = 0
         while n - pos >= 2:
@@ -225,45 +239,50 @@ class Connection:
             else:
                 if opcode > 2:
                     raise ProtocolError(f"reserved opcode {opcode:#x} (RFC 6455 §5.2)")
-                # Limits are checked on the header, before the payload is buffered.
-                if self._max_frame is not None and length > self._max_frame:
-                    raise MessageTooBig(f"frame of {length} bytes is over the limit of {self._max_frame}")
+                # Limits are checked on the header, before the payload is buffered. max_frame is at
+                # most max_message, so only a continuation can pass one limit and not the other.
+                if length > max_frame:
+                    raise MessageTooBig(f"frame of {length} bytes is over the limit of {max_frame}")
                 if (
-                    self._max_message is not None
-                    and (self._msg_size if opcode == 0 else 0) + length > self._max_message
+                    opcode == 0
+                    and max_message is not None
+                    and self._msg_size + length > max_message
                     and not (self._msg_compressed or b0 & 0x40)
                 ):
-                    raise MessageTooBig(f"message of over {self._max_message} bytes (max_message_size)")
+                    raise MessageTooBig(f"message of over {max_message} bytes (max_message_size)")
             if expect_mask:
                 hlen += 4
-            end = pos + hlen + length
+            start = pos + hlen
+            end = start + length
             if end > n:
                 if length and (opcode == 1 or (opcode == 0 and self._msg_opcode == 1)):
                     self._probe_partial_text(data, pos, hlen, n)
                 break
             if expect_mask:
-                payload = mask(data[pos + hlen : end], data[pos + hlen - 4 : pos + hlen])
+                payload = unmask(data, start, end)
+            elif is_bytes:
+                payload = data[start:end]  # type: ignore[assignment]  # bytes, as checked above
             else:
-                payload = bytes(data[pos + hlen : end])
+                payload = bytes(data[start:end])
             pos = end
-            if self._probe_checked:
-                self._probe_checked = 0
+            if probing:
+                self._probe_checked = probing = 0
                 self._probe = None
 
             if opcode == 1 or opcode == 2:
                 if self._msg_opcode:
                     raise ProtocolError("new data frame inside a fragmented message (RFC 6455 §5.4)")
-                if b0 & 0xC0 == 0x80 and not self._fragments:
+                if b0 & 0xC0 == 0x80 and not fragments:
                     # The common case: a whole, uncompressed message in one frame.
                     if opcode == 1:
                         try:
-                            events.append(WSMessage(_TEXT, payload.decode("utf-8"), None))
+                            append(new_message(WSMessage, (_TEXT, payload.decode("utf-8"), None)))
                         except UnicodeDecodeError:
                             raise ProtocolError(
                                 "text message is not valid UTF-8 (RFC 6455 §8.1)", 1007
                             ) from None
                     else:
-                        events.append(WSMessage(_BINARY, payload, None))
+                        append(new_message(WSMessage, (_BINARY, payload, None)))
                 else:
                     self._data_frame(opcode, payload, b0)
             elif opcode == 0:
