@@ -214,7 +214,9 @@ class PerMessageDeflate:
                     raise MessageTooBig(f"message inflates to more than {max_size} bytes (max_message_size)")
         except zlib.error as exc:
             raise ProtocolError(f"invalid deflate data: {exc} (RFC 7692 §7.2.2)") from None
-        if fin and self.remote_no_context_takeover:
+        # A block with BFINAL set (RFC 7692 §7.2.3.4) ends the deflate stream: zlib would ignore
+        # everything after it, so the next message starts a new stream.
+        if fin and (self.remote_no_context_takeover or decomp.eof):
             self._decompressor = None
         return out
 
