@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+import uvloop
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
@@ -70,8 +71,21 @@ async def serving(app: Any, **options: Any) -> AsyncIterator[tuple[str, _Server]
         await asyncio.wait_for(task, 30)
 
 
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(test(), 60))
+Runner = Callable[[Callable[[], Awaitable[None]]], None]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    """Runs a test body on a fresh loop: asyncio's, and uvloop's (uvicorn's default when installed)."""
+
+    def runner(test: Callable[[], Awaitable[None]]) -> None:
+        body = asyncio.wait_for(test(), 60)
+        if request.param == "uvloop":
+            uvloop.run(body)
+        else:
+            asyncio.run(body)
+
+    return runner
 
 
 class Recorder:
@@ -166,7 +180,7 @@ def make_app(rec: Recorder) -> Starlette:
 # -- messages ----------------------------------------------------------------------------------
 
 
-def test_text_and_bytes_round_trip() -> None:
+def test_text_and_bytes_round_trip(run: Runner) -> None:
     async def main() -> None:
         rec = Recorder()
         async with serving(make_app(rec)) as (url, _), connect(url + "/echo") as ws:
@@ -188,7 +202,7 @@ def test_text_and_bytes_round_trip() -> None:
     run(main)
 
 
-def test_many_messages_in_order_with_a_small_queue() -> None:
+def test_many_messages_in_order_with_a_small_queue(run: Runner) -> None:
     async def main() -> None:
         rec = Recorder()
         async with serving(make_app(rec), ws_max_queue=2) as (url, _), connect(url + "/echo") as ws:
@@ -199,7 +213,7 @@ def test_many_messages_in_order_with_a_small_queue() -> None:
     run(main)
 
 
-def test_scope_and_headers() -> None:
+def test_scope_and_headers(run: Runner) -> None:
     async def main() -> None:
         rec = Recorder()
         async with (
@@ -234,7 +248,7 @@ def test_scope_and_headers() -> None:
     run(main)
 
 
-def test_no_subprotocol_and_no_deflate() -> None:
+def test_no_subprotocol_and_no_deflate(run: Runner) -> None:
     async def main() -> None:
         rec = Recorder()
         async with (
@@ -250,11 +264,52 @@ def test_no_subprotocol_and_no_deflate() -> None:
     run(main)
 
 
+def test_raw_header_bytes_and_raw_path_reach_the_app(run: Runner) -> None:
+    async def main() -> None:
+        rec = Recorder()
+        async with serving(make_app(rec)) as (url, _):
+            port = int(url.rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"GET /ech%6F?q=%C3%A9 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: " + KEY.encode() + b"\r\n"
+                b"Sec-WebSocket-Version: 13\r\nX-Name: abra\xc3\xa3o\r\n\r\n"
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101 ")
+            writer.write(b"\x88\x82abcd" + bytes(a ^ b for a, b in zip(b"\x03\xe8", b"ab", strict=True)))
+            assert await reader.read() == b"\x88\x02\x03\xe8"  # our close echoed, then EOF
+            writer.close()
+            await writer.wait_closed()
+            await rec.disconnected.wait()
+        (scope,) = rec.scopes
+        assert scope["path"] == "/echo"
+        assert scope["raw_path"] == b"/ech%6F"
+        assert scope["query_string"] == b"q=%C3%A9"
+        assert dict(scope["headers"])[b"x-name"] == "abraão".encode()
+
+    run(main)
+
+
+def test_server_and_date_headers_can_be_disabled(run: Runner) -> None:
+    async def main() -> None:
+        rec = Recorder()
+        async with (
+            serving(make_app(rec), server_header=False, date_header=False) as (url, _),
+            connect(url + "/echo") as ws,
+        ):
+            assert ws.response is not None
+            assert "server" not in ws.response.headers
+            assert "date" not in ws.response.headers
+
+    run(main)
+
+
 # -- closing -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("code", "reason"), [(1000, ""), (4001, "custom reason"), (1008, "policy")])
-def test_app_closes_with_code_and_reason(code: int, reason: str) -> None:
+def test_app_closes_with_code_and_reason(run: Runner, code: int, reason: str) -> None:
     async def main() -> None:
         rec = Recorder()
         async with serving(make_app(rec)) as (url, _), connect(url + "/echo") as ws:
@@ -269,7 +324,7 @@ def test_app_closes_with_code_and_reason(code: int, reason: str) -> None:
     run(main)
 
 
-def test_app_returning_without_close_closes_1000() -> None:
+def test_app_returning_without_close_closes_1000(run: Runner) -> None:
     async def main() -> None:
         async with serving(make_app(Recorder())) as (url, _), connect(url + "/returns") as ws:
             assert await ws.recv() == "bye"
@@ -280,7 +335,7 @@ def test_app_returning_without_close_closes_1000() -> None:
     run(main)
 
 
-def test_app_failing_after_accept_closes_1011() -> None:
+def test_app_failing_after_accept_closes_1011(run: Runner) -> None:
     async def main() -> None:
         async with serving(make_app(Recorder())) as (url, _), connect(url + "/fail-after-accept") as ws:
             with pytest.raises(ConnectionClosed) as info:
@@ -290,7 +345,7 @@ def test_app_failing_after_accept_closes_1011() -> None:
     run(main)
 
 
-def test_shutdown_closes_with_1012() -> None:
+def test_shutdown_closes_with_1012(run: Runner) -> None:
     async def main() -> None:
         rec = Recorder()
         async with serving(make_app(rec)) as (url, server):
@@ -305,7 +360,7 @@ def test_shutdown_closes_with_1012() -> None:
     run(main)
 
 
-def test_message_over_ws_max_size_is_1009() -> None:
+def test_message_over_ws_max_size_is_1009(run: Runner) -> None:
     async def main() -> None:
         rec = Recorder()
         async with serving(make_app(rec), ws_max_size=1024) as (url, _), connect(url + "/echo") as ws:
@@ -324,7 +379,7 @@ def test_message_over_ws_max_size_is_1009() -> None:
 # -- refusals ----------------------------------------------------------------------------------
 
 
-def test_close_before_accept_is_403() -> None:
+def test_close_before_accept_is_403(run: Runner) -> None:
     async def main() -> None:
         async with serving(make_app(Recorder())) as (url, _):
             with pytest.raises(InvalidStatus) as info:
@@ -335,7 +390,7 @@ def test_close_before_accept_is_403() -> None:
     run(main)
 
 
-def test_denial_response_extension() -> None:
+def test_denial_response_extension(run: Runner) -> None:
     async def main() -> None:
         async with serving(make_app(Recorder())) as (url, _):
             with pytest.raises(InvalidStatus) as info:
@@ -349,7 +404,7 @@ def test_denial_response_extension() -> None:
     run(main)
 
 
-def test_app_failing_before_accept_is_500() -> None:
+def test_app_failing_before_accept_is_500(run: Runner) -> None:
     async def main() -> None:
         async with serving(make_app(Recorder())) as (url, _):
             with pytest.raises(InvalidStatus) as info:
@@ -360,7 +415,7 @@ def test_app_failing_before_accept_is_500() -> None:
     run(main)
 
 
-def test_unknown_route_is_403() -> None:
+def test_unknown_route_is_403(run: Runner) -> None:
     async def main() -> None:
         async with serving(make_app(Recorder())) as (url, _):
             with pytest.raises(InvalidStatus) as info:
@@ -382,7 +437,7 @@ async def raw_handshake(port: int, path: str, *, version: str = "13") -> tuple[A
     return reader, writer, head
 
 
-def test_bad_version_is_refused_before_the_app_runs() -> None:
+def test_bad_version_is_refused_before_the_app_runs(run: Runner) -> None:
     async def main() -> None:
         rec = Recorder()
         async with serving(make_app(rec)) as (url, _):
@@ -401,7 +456,7 @@ def test_bad_version_is_refused_before_the_app_runs() -> None:
 # -- keepalive ---------------------------------------------------------------------------------
 
 
-def test_keepalive_drops_a_silent_peer() -> None:
+def test_keepalive_drops_a_silent_peer(run: Runner) -> None:
     async def main() -> None:
         rec = Recorder()
         interval, timeout = 0.3, 0.3
@@ -427,7 +482,7 @@ def test_keepalive_drops_a_silent_peer() -> None:
     run(main)
 
 
-def test_keepalive_keeps_an_answering_peer() -> None:
+def test_keepalive_keeps_an_answering_peer(run: Runner) -> None:
     async def main() -> None:
         rec = Recorder()
         async with (
