@@ -101,6 +101,7 @@ class WSCoreProtocol(asyncio.Protocol):
         self.response_start: Message | None = None
         self.response_body: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._early_bytes = 0
         self._timer_at: float | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
@@ -128,6 +129,12 @@ class WSCoreProtocol(asyncio.Protocol):
             if conn.request is not None:
                 self._handle_request()
             return
+        if conn.state is State.CONNECTING:
+            # Frames sent before the app accepted wait in the core; bound them as a message is bounded.
+            self._early_bytes += len(data)
+            if self._early_bytes > self.config.ws_max_size and not self.read_paused and self.transport:
+                self.read_paused = True
+                self.transport.pause_reading()
         conn.receive_data(data, self.loop.time())
         self._process()
 
@@ -337,6 +344,8 @@ class WSCoreProtocol(asyncio.Protocol):
         self.handshake_complete = True
         self._flush()
         self._process()  # frames that came with the request, and the first timer
+        if len(self.queue) <= self.max_queue // 2:
+            self._resume_reading()
 
     def _deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         present = {name.lower() for name, _ in headers}

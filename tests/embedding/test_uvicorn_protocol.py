@@ -206,3 +206,31 @@ def test_shutdown_before_accept_is_500_and_connection_lost_before_accept() -> No
         ]
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_frames_before_accept_are_bounded_by_ws_max_size() -> None:
+    async def main() -> None:
+        go = asyncio.Event()
+        got: list[Any] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await go.wait()
+            await send({"type": "websocket.accept"})
+            got.append(await receive())
+            got.append(await receive())
+
+        protocol, transport, state = make_protocol(app, ws_max_size=100)
+        protocol.data_received(REQUEST)
+        protocol.data_received(frames("a" * 60))
+        assert not transport.paused
+        protocol.data_received(frames("b" * 60))  # 120 bytes wait for the app: stop reading
+        assert transport.paused
+        go.set()
+        (task,) = state.tasks
+        await task
+        assert [m["text"] for m in got] == ["a" * 60, "b" * 60]
+        assert not transport.paused  # accepted and drained: reading again
+        protocol.connection_lost(None)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
