@@ -52,6 +52,9 @@ _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 # WSMessage(...) runs NamedTuple's __new__, a Python function; tuple.__new__ builds the same object in C.
 _new_message = tuple.__new__
 _NO_LIMIT: Final = 1 << 64  # above any frame length (§5.2 caps it at 2**63 - 1)
+# A server's small message is a cached 2-byte header (FIN + opcode, length) and one concatenation.
+_TEXT_HEADERS: Final = [bytes((0x81, n)) for n in range(126)]
+_BINARY_HEADERS: Final = [bytes((0x82, n)) for n in range(126)]
 
 
 class Connection:
@@ -480,7 +483,12 @@ class Connection:
             and not self._close_sent
             and (self._state is _OPEN or self._state is _CLOSING)
         ):
-            self._out.append(encode_frame(1, data.encode("utf-8"), masked=self.client))
+            payload = data.encode("utf-8")
+            n = len(payload)
+            if n < 126 and not self.client:
+                self._out.append(_TEXT_HEADERS[n] + payload)
+            else:
+                self._out.append(encode_frame(1, payload, masked=self.client))
             return
         self._send_data(1, data.encode("utf-8"), fin, compress)
 
@@ -499,7 +507,12 @@ class Connection:
             and not self._close_sent
             and (self._state is _OPEN or self._state is _CLOSING)
         ):
-            self._out.append(encode_frame(2, bytes(data), masked=self.client))
+            payload = bytes(data)
+            n = len(payload)
+            if n < 126 and not self.client:
+                self._out.append(_BINARY_HEADERS[n] + payload)
+            else:
+                self._out.append(encode_frame(2, payload, masked=self.client))
             return
         self._send_data(2, bytes(data), fin, compress)
 

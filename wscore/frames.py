@@ -6,9 +6,10 @@ there straight from the receive buffer; this module holds the pieces both direct
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 from .errors import ProtocolError
@@ -41,6 +42,9 @@ KNOWN_OPCODES = DATA_OPCODES | CONTROL_OPCODES
 
 _pack_h = struct.Struct("!BBH").pack
 _pack_q = struct.Struct("!BBQ").pack
+_pack_key = struct.Struct("!BB4s").pack
+_pack_h_key = struct.Struct("!BBH4s").pack
+_pack_q_key = struct.Struct("!BBQ4s").pack
 
 # Pure-Python masking, two ways, switched on size (measured with benchmarks/core.py): up to a few
 # KiB, the payload and the repeated key as two big integers XORed in C; above, four strided passes
@@ -105,25 +109,34 @@ else:
     unmask_from = unmask_from_py
 
 
-class _MaskKeys:
-    """Masking keys from the OS's CSPRNG (RFC 6455 §10.3), fetched 4 KiB at a time."""
+_split_keys = struct.Struct("4s" * 1024).unpack  # 4 KiB into 1024 keys in one C call
 
-    __slots__ = ("_buf", "_pos")
+
+def _key_blocks() -> Iterator[tuple[bytes, ...]]:
+    while True:
+        yield _split_keys(os.urandom(4096))
+
+
+class _MaskKeys:
+    """Masking keys from the OS's CSPRNG (RFC 6455 §10.3), fetched 4 KiB at a time.
+
+    `next()` is a C iterator's `__next__` (one generator step per 1024 keys), so a key costs a call
+    into C, not a Python frame. A forked child starts on fresh keys, never its parent's.
+    """
+
+    __slots__ = ("next",)
 
     def __init__(self) -> None:
-        self._buf = b""
-        self._pos = 0
+        self.next: Callable[[], bytes]
+        self.reset()
 
-    def next(self) -> bytes:
-        pos = self._pos
-        if pos >= len(self._buf):
-            self._buf = os.urandom(4096)
-            pos = 0
-        self._pos = pos + 4
-        return self._buf[pos : pos + 4]
+    def reset(self) -> None:
+        self.next = itertools.chain.from_iterable(_key_blocks()).__next__
 
 
 mask_keys = _MaskKeys()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=mask_keys.reset)
 
 
 def encode_frame(
@@ -140,10 +153,10 @@ def encode_frame(
     if masked:
         key = mask_keys.next()
         if n < 126:
-            return bytes((b0, 0x80 | n)) + key + mask(payload, key)
+            return _pack_key(b0, 0x80 | n, key) + mask(payload, key)
         if n < 65536:
-            return _pack_h(b0, 0xFE, n) + key + mask(payload, key)
-        return _pack_q(b0, 0xFF, n) + key + mask(payload, key)
+            return _pack_h_key(b0, 0xFE, n, key) + mask(payload, key)
+        return _pack_q_key(b0, 0xFF, n, key) + mask(payload, key)
     if n < 126:
         return bytes((b0, n)) + payload
     if n < 65536:

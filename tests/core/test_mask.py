@@ -144,3 +144,28 @@ def test_property_all_implementations_agree(data: bytes, key: bytes, start: int)
     buf = bytes(start - 4) + key + data
     for unmask_from in UNMASKS.values():
         assert unmask_from(buf, start, start + len(data)) == want
+
+
+def test_mask_keys_are_fresh_4_byte_values() -> None:
+    """§5.3: a fresh key per frame from a strong source; 2048 keys span more than one 4 KiB block."""
+    keys = [frames.mask_keys.next() for _ in range(2048)]
+    assert all(type(k) is bytes and len(k) == 4 for k in keys)
+    assert len(set(keys)) > 2040  # 32-bit random values: a handful of collisions at most
+
+
+def test_forked_child_does_not_reuse_the_parents_keys() -> None:
+    if not hasattr(os, "fork"):
+        return
+    frames.mask_keys.next()  # the parent has a block of keys in hand
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report its next 8 keys and leave at once
+        os.write(write_end, b"".join(frames.mask_keys.next() for _ in range(8)))
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as f:
+        child = f.read()
+    parent = b"".join(frames.mask_keys.next() for _ in range(8))
+    assert len(child) == 32
+    assert child != parent
