@@ -39,7 +39,9 @@ from wscore import (
     State,
     WSConfig,
     WSMsgType,
+    WSTimeoutError,
 )
+from wscore.frames import OP_CLOSE, build_close_payload, encode_frame
 from wscore.handshake import check_request
 
 __all__ = ["WSCoreProtocol"]
@@ -49,6 +51,7 @@ Message = dict[str, Any]
 # uvicorn's built-in protocols offer these deflate parameters: smaller windows, less memory per socket.
 _DEFLATE = DeflateOptions(server_max_window_bits=12, client_max_window_bits=12, mem_level=5)
 _CLOSE_TIMEOUT = 10.0  # uvicorn's own protocols wait this long for the peer's close frame
+_KEEPALIVE_CLOSE = encode_frame(OP_CLOSE, build_close_payload(1011, "keepalive ping timeout"))
 
 
 class WSCoreProtocol(asyncio.Protocol):
@@ -244,7 +247,12 @@ class WSCoreProtocol(asyncio.Protocol):
 
     def _end_after_app(self, code: int) -> None:
         conn = self.conn
-        if conn.state is State.CONNECTING:
+        start = self.response_start
+        if conn.state is State.CONNECTING and start is not None:
+            # A denial response was started: send it with the body so far (uvicorn's wsproto
+            # protocol has already written the head by then, so the client sees the app's status).
+            self._deny(start["status"], list(start.get("headers") or []), b"".join(self.response_body))
+        elif conn.state is State.CONNECTING:
             self._send_500()
             self._close_transport()
         elif conn.state is State.OPEN and not conn.close_sent:
@@ -384,6 +392,10 @@ class WSCoreProtocol(asyncio.Protocol):
                 queue_message({"type": "websocket.receive", "bytes": event.data})
             elif kind is WSMsgType.CLOSE or kind is WSMsgType.ERROR:
                 self._queue_disconnect(conn.close_code or 1005, conn.close_reason)
+                if isinstance(event.data, WSTimeoutError) and not conn.close_sent:
+                    # A missed pong: the core drops the peer without a close frame; tell the peer why,
+                    # as uvicorn's protocols do, in case it is only slow.
+                    self._write(_KEEPALIVE_CLOSE)
         self._flush()
         if conn.close_transport:
             self._close_transport()
@@ -420,8 +432,12 @@ class WSCoreProtocol(asyncio.Protocol):
 
     def _flush(self) -> None:
         data = self.conn.data_to_send()
+        if data:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
         transport = self.transport
-        if data and transport is not None and not transport.is_closing():
+        if transport is not None and not transport.is_closing():
             transport.write(data)
 
     def _close_transport(self) -> None:

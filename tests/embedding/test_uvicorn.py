@@ -426,6 +426,65 @@ def test_unknown_route_is_403(run: Runner) -> None:
     run(main)
 
 
+def denial_app(*steps: dict[str, Any], fail: bool = False) -> Any:
+    """A raw ASGI app that answers the handshake with `steps` (http.response messages)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert "websocket.http.response" in scope["extensions"]
+        assert (await receive())["type"] == "websocket.connect"
+        for step in steps:
+            await send(step)
+        if fail:
+            raise RuntimeError("the app broke in the middle of its response")
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("steps", "fail", "status", "body"),
+    [
+        # A body in two parts, and the app's Content-Length kept.
+        (
+            [
+                {"status": 400, "headers": [(b"content-length", b"20"), (b"content-type", b"text/plain")]},
+                {"body": b"x" * 10, "more_body": True},
+                {"body": b"y" * 10},
+            ],
+            False,
+            400,
+            b"x" * 10 + b"y" * 10,
+        ),
+        # No Content-Length from the app: one is added.
+        ([{"status": 403, "headers": []}, {"body": b"hardbody"}], False, 403, b"hardbody"),
+        # The app returns after the start without a body: the response goes out with what there is.
+        ([{"status": 404, "headers": []}], False, 404, b""),
+        # A second start is an error in the app, but the response it started is still sent.
+        ([{"status": 404, "headers": []}, {"status": 404, "headers": []}], False, 404, b""),
+        # An invalid status is an error before anything was started: 500.
+        ([{"status": 700, "headers": []}], False, 500, b"Internal Server Error"),
+        ([{"status": 401, "headers": []}, {"body": b"a", "more_body": True}], True, 401, b"a"),
+    ],
+)
+def test_denial_responses(
+    run: Runner, steps: list[dict[str, Any]], fail: bool, status: int, body: bytes
+) -> None:
+    for step in steps:
+        step["type"] = "websocket.http.response." + ("start" if "status" in step else "body")
+
+    async def main() -> None:
+        async with serving(denial_app(*steps, fail=fail)) as (url, _):
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(url + "/"):
+                    pass
+            response = info.value.response
+            assert response.status_code == status
+            assert response.body == body
+            assert response.headers["content-length"] == str(len(body))
+            assert response.headers["server"] == "uvicorn"
+
+    run(main)
+
+
 async def raw_handshake(port: int, path: str, *, version: str = "13") -> tuple[Any, Any, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
@@ -470,7 +529,9 @@ def test_keepalive_drops_a_silent_peer(run: Runner) -> None:
             assert ping[0] == 0x89  # a ping, which this peer never answers
             ping_payload = await reader.readexactly(ping[1])
             assert len(ping_payload) == ping[1]
-            assert await reader.read() == b""  # then the server drops the connection
+            # Then the server says why (as uvicorn's protocols do) and drops the connection.
+            reason = b"keepalive ping timeout"
+            assert await reader.read() == bytes([0x88, 2 + len(reason)]) + (1011).to_bytes(2, "big") + reason
             dropped = time.monotonic()
             writer.close()
             await writer.wait_closed()
