@@ -143,20 +143,22 @@ PARSERS: dict[str, Callable[[Case], Feed]] = {
 }
 
 
-def message_data(lib: str, message: Any) -> str | bytes:
-    """The payload of one parsed message, for the correctness check."""
+def message_data(lib: str, message: Any) -> tuple[str | bytes, bool]:
+    """The payload of one parsed event and whether it ends a message, for the correctness check.
+
+    wsproto hands over what has arrived of a frame as it arrives (`message_finished=False`)."""
     if lib == "wscore":
         assert isinstance(message, wscore.WSMessage)
         data: str | bytes = message.data
-        return data
+        return data, True
     if lib == "wsproto":
         assert isinstance(message, wsproto.events.Message)
-        assert message.message_finished
-        return message.data if isinstance(message.data, str) else bytes(message.data)
+        data = message.data if isinstance(message.data, str) else bytes(message.data)
+        return data, message.message_finished
     if isinstance(message, str):
-        return message
+        return message, True
     assert isinstance(message, websockets.frames.Frame)
-    return bytes(message.data)
+    return bytes(message.data), message.fin
 
 
 # -- serialization -----------------------------------------------------------------------------------
@@ -246,7 +248,6 @@ def make_workload(case: Case, batch: int, chunk: int | None) -> Workload:
 def run_units(lib: str, work: Workload, units: int) -> tuple[float, int]:
     """Time `units` units of work on a fresh connection; returns (seconds, messages)."""
     case = work.case
-    count = 0
     if case.op == "parse":
         feed = PARSERS[lib](case)
         chunks = work.chunks * units
@@ -255,11 +256,12 @@ def run_units(lib: str, work: Workload, units: int) -> tuple[float, int]:
         try:
             start = time.perf_counter()
             for chunk in chunks:
-                count += len(feed(chunk))
+                feed(chunk)
             elapsed = time.perf_counter() - start
         finally:
             gc.enable()
-        return elapsed, count
+        # check() proved that these chunks make exactly per_unit messages per unit.
+        return elapsed, units * work.per_unit
     send = SENDERS[lib](case)
     payload = work.payload
     gc.collect()
@@ -279,14 +281,19 @@ def check(lib: str, work: Workload) -> None:
     case = work.case
     if case.op == "parse":
         feed = PARSERS[lib](case)
-        got: list[Any] = []
+        got: list[str | bytes] = []
+        partial: list[str | bytes] = []
         for chunk in work.chunks:
-            got.extend(feed(chunk))
-        if len(got) != work.per_unit:
+            for message in feed(chunk):
+                data, finished = message_data(lib, message)
+                partial.append(data)
+                if finished:
+                    got.append(partial[0][:0].join(partial))  # type: ignore[arg-type]
+                    partial = []
+        if partial or len(got) != work.per_unit:
             raise AssertionError(f"{lib}: {case.label}: {len(got)} messages, expected {work.per_unit}")
-        for message in got:
-            if message_data(lib, message) != work.payload:
-                raise AssertionError(f"{lib}: {case.label}: wrong payload")
+        if any(data != work.payload for data in got):
+            raise AssertionError(f"{lib}: {case.label}: wrong payload")
         return
     out = SENDERS[lib](case)(work.payload)
     wire = b"".join(out) if isinstance(out, list) else bytes(out)
@@ -382,23 +389,27 @@ def table(rows: list[tuple[Case, dict[str, Result]]], libs: Sequence[str], markd
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.core", description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="payload sizes in bytes")
+    p.add_argument("--sizes", help="payload sizes in bytes (default 16,1024,65536,1048576)")
     p.add_argument("--ops", default="parse,serialize", help="parse, serialize or both")
     p.add_argument("--kinds", default="binary,text", help="binary, text or both")
     p.add_argument("--masks", default="masked,unmasked", help="masked (server side), unmasked (client)")
     p.add_argument("--libs", default=",".join(LIBS), help=f"a subset of {','.join(LIBS)}")
-    p.add_argument("--duration", type=float, default=0.1, help="seconds per timed repeat (default 0.1)")
-    p.add_argument("--repeat", type=int, default=5, help="repeats per library; the best counts (default 5)")
+    p.add_argument("--duration", type=float, help="seconds per timed repeat (default 0.1)")
+    p.add_argument("--repeat", type=int, help="repeats per library; the best counts (default 5)")
     p.add_argument("--batch", type=int, default=64, help="frames per receive_data call, under 64 KiB")
     p.add_argument("--chunk", type=int, default=None, help="split the received stream into chunks of N bytes")
     p.add_argument("--quick", action="store_true", help="16 B and 64 KiB, short repeats: a smoke run")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args(argv)
-    if args.quick:
-        args.sizes = "16,65536"
-        args.duration = 0.02
-        args.repeat = 2
+    # --quick changes only the defaults: `--quick --sizes 16` is a quick run of 16 B.
+    quick = args.quick
+    if args.sizes is None:
+        args.sizes = "16,65536" if quick else ",".join(map(str, DEFAULT_SIZES))
+    if args.duration is None:
+        args.duration = 0.02 if quick else 0.1
+    if args.repeat is None:
+        args.repeat = 2 if quick else 5
     return args
 
 
