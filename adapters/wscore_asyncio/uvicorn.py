@@ -465,7 +465,12 @@ class WSCoreProtocol(asyncio.Protocol):
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.conn.handle_timer(self.loop.time())
+        now = self.loop.time()
+        if self.read_paused and self.conn.state is State.OPEN:
+            # We stopped reading because the app is behind on what the peer sent: the silence is
+            # ours, so it must not count against the peer (its pongs wait unread in the socket).
+            self.conn.receive_data(b"", now)
+        self.conn.handle_timer(now)
         self._process()
 
     # -- logging helpers -----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
+import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
@@ -62,7 +63,8 @@ def frames(*texts: str) -> bytes:
 
 
 def make_protocol(app: Any, **options: Any) -> tuple[WSCoreProtocol, FakeTransport, ServerState]:
-    config = uvicorn.Config(app, lifespan="off", ws_ping_interval=None, **options)
+    options.setdefault("ws_ping_interval", None)
+    config = uvicorn.Config(app, lifespan="off", **options)
     state = ServerState()
     protocol = WSCoreProtocol(config, state, {})
     transport = FakeTransport()
@@ -231,6 +233,42 @@ def test_frames_before_accept_are_bounded_by_ws_max_size() -> None:
         await task
         assert [m["text"] for m in got] == ["a" * 60, "b" * 60]
         assert not transport.paused  # accepted and drained: reading again
+        protocol.connection_lost(None)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_heartbeat_does_not_blame_the_peer_while_reading_is_paused() -> None:
+    async def main() -> None:
+        accepted = asyncio.Event()
+        go = asyncio.Event()
+        got: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            accepted.set()
+            await go.wait()
+            while len(got) < 4:
+                got.append((await receive())["text"])
+
+        protocol, transport, state = make_protocol(
+            app, ws_max_queue=2, ws_ping_interval=0.05, ws_ping_timeout=0.05
+        )
+        protocol.data_received(REQUEST)
+        (task,) = state.tasks
+        await accepted.wait()
+        protocol.data_received(frames("a", "b", "c", "d"))
+        assert transport.paused
+        written = len(transport.written)
+        # Ten ping intervals with reading paused: no ping goes out, and the peer is not dropped.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), 0.5)
+        assert len(transport.written) == written and not transport.closed
+        go.set()
+        await task
+        assert got == ["a", "b", "c", "d"]
+        assert not transport.paused
         protocol.connection_lost(None)
 
     asyncio.run(asyncio.wait_for(main(), 10))
