@@ -52,7 +52,7 @@ async def serving(app: Any, **options: Any) -> AsyncIterator[tuple[str, _Server]
         app,
         host="127.0.0.1",
         port=port,
-        ws=WSCoreProtocol,
+        ws="wscore_asyncio.uvicorn:WSCoreProtocol",  # as `uvicorn --ws` takes it
         http="h11",
         lifespan="off",
         log_level="warning",

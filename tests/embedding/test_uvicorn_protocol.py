@@ -272,3 +272,10 @@ def test_heartbeat_does_not_blame_the_peer_while_reading_is_paused() -> None:
         protocol.connection_lost(None)
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_uvicorn_loads_the_class_by_import_path_or_as_a_class() -> None:
+    for ws in ("wscore_asyncio.uvicorn:WSCoreProtocol", WSCoreProtocol):
+        config = uvicorn.Config(lambda scope, receive, send: None, ws=ws, lifespan="off")
+        config.load()
+        assert config.ws_protocol_class is WSCoreProtocol
