@@ -242,6 +242,12 @@ class Connection:
             else:
                 if opcode > 2:
                     raise ProtocolError(f"reserved opcode {opcode:#x} (RFC 6455 §5.2)")
+                # §5.4's order is checked on the header too, so a doomed frame is never buffered.
+                if opcode:
+                    if self._msg_opcode:
+                        raise ProtocolError("new data frame inside a fragmented message (RFC 6455 §5.4)")
+                elif not self._msg_opcode:
+                    raise ProtocolError("continuation frame without a message to continue (RFC 6455 §5.4)")
                 # Limits are checked on the header, before the payload is buffered. max_frame is at
                 # most max_message, so only a continuation can pass one limit and not the other.
                 if length > max_frame:
@@ -273,8 +279,6 @@ class Connection:
                 self._probe = None
 
             if opcode == 1 or opcode == 2:
-                if self._msg_opcode:
-                    raise ProtocolError("new data frame inside a fragmented message (RFC 6455 §5.4)")
                 if b0 & 0xC0 == 0x80 and not fragments:
                     # The common case: a whole, uncompressed message in one frame.
                     if opcode == 1:
@@ -289,8 +293,6 @@ class Connection:
                 else:
                     self._data_frame(opcode, payload, b0)
             elif opcode == 0:
-                if not self._msg_opcode:
-                    raise ProtocolError("continuation frame without a message to continue (RFC 6455 §5.4)")
                 self._data_frame(0, payload, b0)
             else:
                 self._control_frame(opcode, payload)

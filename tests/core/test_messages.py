@@ -83,6 +83,18 @@ class TestFragmentation:
         assert "new data frame inside a fragmented message" in str(conn.exception)
 
     @ROLES
+    @pytest.mark.parametrize("stray", ["continuation", "new message"])
+    def test_out_of_order_frames_fail_on_their_header(self, client: bool, stray: str) -> None:
+        """The order violation is known from the header alone: fail then, without buffering the
+        payload (wsproto does the same; the differential tests compare truncated streams)."""
+        conn = open_connection(client)
+        if stray == "new message":
+            conn.receive_data(peer_frame(conn, 0x2, b"a", fin=False))
+        frame = peer_frame(conn, 0x0 if stray == "continuation" else 0x2, b"x" * 1000)
+        conn.receive_data(frame[:8])
+        assert error_of(conn) == 1002
+
+    @ROLES
     def test_after_a_message_ends_a_continuation_is_stray_again(self, client: bool) -> None:
         conn = open_connection(client)
         conn.receive_data(peer_frame(conn, 0x2, b"a", fin=False) + peer_frame(conn, 0x0, b"b"))
