@@ -44,6 +44,7 @@ import wsproto.connection
 import wsproto.events
 
 import wscore
+import wscore.frames
 from wscore.frames import encode_frame
 
 LIBS = ("wscore", "wsproto", "websockets")
@@ -427,8 +428,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for mask in args.masks.split(",")
         for kind in args.kinds.split(",")
     ]
+    masking = "C accelerator" if wscore.frames._speedups is not None else "pure Python (no C accelerator)"
     print(
-        f"# Python {sys.version.split()[0]}, wsproto {wsproto.__version__}, "
+        f"# Python {sys.version.split()[0]}, wscore masking: {masking}, wsproto {wsproto.__version__}, "
         f"websockets {websockets.version.version}; best of {args.repeat} x {args.duration} s",
         file=sys.stderr,
     )

@@ -20,7 +20,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wscore import frames
+import wscore.connection
+from wscore import Connection, WSMsgType, frames
+
+from .helpers import raw_frame
 
 Mask = Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes]
 UnmaskFrom = Callable[[bytes | bytearray, int, int], bytes]
@@ -169,3 +172,25 @@ def test_forked_child_does_not_reuse_the_parents_keys() -> None:
     parent = b"".join(frames.mask_keys.next() for _ in range(8))
     assert len(child) == 32
     assert child != parent
+
+
+@pytest.mark.parametrize("impl", sorted(UNMASKS))
+@pytest.mark.parametrize("chunk", [None, 7, 4096])
+def test_server_parser_unmasks_with_each_implementation(
+    impl: str, chunk: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The frame parser reads masked frames through `unmask_from`; whichever is installed, from a
+    bytes read or from its own bytearray buffer (frames split across reads), the messages are right."""
+    monkeypatch.setattr(wscore.connection, "unmask_from", UNMASKS[impl])
+    sizes = [0, 1, 3, 4, 5, 125, 126, 127, frames._TRANSLATE_MIN + 1, 65535, 65536, 70001]
+    stream = b"".join(raw_frame(2, payload(n), mask=KEY) for n in sizes)
+    stream += raw_frame(1, "¡masked text ✓".encode(), mask=KEY[::-1])
+    conn = Connection(client=False)
+    pieces = [stream] if chunk is None else [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
+    for piece in pieces:
+        conn.receive_data(piece)
+    events = conn.events()
+    assert [(e.type, e.data) for e in events] == [
+        *((WSMsgType.BINARY, payload(n)) for n in sizes),
+        (WSMsgType.TEXT, "¡masked text ✓"),
+    ]
