@@ -8,7 +8,16 @@ import zlib
 import pytest
 
 import wscore.frames
-from wscore import Connection, DeflateOptions, MessageTooBig, PerMessageDeflate, State, WSConfig, WSMsgType
+from wscore import (
+    Connection,
+    DeflateOptions,
+    MessageTooBig,
+    PerMessageDeflate,
+    ProtocolError,
+    State,
+    WSConfig,
+    WSMsgType,
+)
 
 from .helpers import KEY, ConnectionPair, error_of, open_connection, parse_frames, peer_frame
 
@@ -362,3 +371,31 @@ class TestDecompressionBombs:
         conn = Connection(True, WSConfig(max_message_size=None), deflate=PerMessageDeflate())
         conn.receive_data(peer_frame(conn, 0x2, deflated(b"z" * 3_000_000), rsv1=True))
         assert [len(e.data) for e in conn.events()] == [3_000_000]
+
+
+class TestPerMessageDeflateObject:
+    """The agreement object on its own (embedders drive it directly)."""
+
+    def test_reset_decompressor_forgets_the_context(self) -> None:
+        sender = PerMessageDeflate()
+        receiver = PerMessageDeflate()
+        first, second = sender.compress(b"Hello"), sender.compress(b"Hello")
+        assert receiver.decompress(first, True, None) == b"Hello"
+        receiver.reset_decompressor()
+        with pytest.raises(ProtocolError, match="invalid deflate data"):
+            receiver.decompress(second, True, None)  # refers to the forgotten "Hello"
+
+    def test_response_params_per_role(self) -> None:
+        agreement = PerMessageDeflate(
+            local_no_context_takeover=True, remote_max_window_bits=10, local_max_window_bits=12
+        )
+        assert agreement.response_params(server=True) == [
+            ("server_no_context_takeover", None),
+            ("server_max_window_bits", "12"),
+            ("client_max_window_bits", "10"),
+        ]
+        assert agreement.response_params(server=False) == [
+            ("client_no_context_takeover", None),
+            ("server_max_window_bits", "10"),
+            ("client_max_window_bits", "12"),
+        ]

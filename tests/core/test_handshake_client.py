@@ -261,6 +261,15 @@ class TestReadingTheServersResponse:
             conn.receive_eof()
         assert (info.value.status, info.value.body) == (503, b"try later")
 
+    def test_eof_in_the_middle_of_a_refusal_body(self) -> None:
+        """The status and the part of the body that arrived still reach the application."""
+        conn = client()
+        conn.receive_data(response_bytes([("Content-Length", "100")], 502, "Bad Gateway", b"upstream "))
+        with pytest.raises(HandshakeError) as info:
+            conn.receive_eof()
+        assert (info.value.status, info.value.body) == (502, b"upstream ")
+        assert conn.close_transport
+
     def test_the_refusal_body_is_bounded(self) -> None:
         conn = client()
         body = b"x" * 100_000

@@ -18,6 +18,7 @@ from wscore import (
     WSTimeoutError,
     accept_token,
 )
+from wscore.handshake import build_response
 
 from .helpers import (
     KEY,
@@ -366,6 +367,16 @@ class TestExtensionNegotiation:
                 DeflateOptions(server_no_context_takeover=True, client_no_context_takeover=True),
                 "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
             ),
+            (
+                r'permessage-deflate; client_max_window_bits="1\1"',  # a quoted-pair (RFC 7230 §3.2.6)
+                DeflateOptions(),
+                "permessage-deflate; client_max_window_bits=11",
+            ),
+            (  # empty list elements and optional whitespace are tolerated
+                ", ,permessage-deflate ;server_max_window_bits = 12 ,",
+                DeflateOptions(),
+                "permessage-deflate; server_max_window_bits=12",
+            ),
             ("permessage-deflate; server_max_window_bits=16", DeflateOptions(), None),
             ("permessage-deflate; server_max_window_bits=08", DeflateOptions(), None),
             ("permessage-deflate; server_max_window_bits", DeflateOptions(), None),
@@ -404,6 +415,50 @@ class TestExtensionNegotiation:
         assert deflate.level == 1
         assert deflate.should_compress(20) and not deflate.should_compress(19)
         assert "server_max_window_bits=10" in repr(deflate)
+
+
+class TestRequestValues:
+    """`Request` as the embedding path builds it, and `build_response` for refusals."""
+
+    def test_build_from_bytes_or_str(self) -> None:
+        from_bytes = Request.build(b"GET", b"/a?b=c", [(b"Host", b"x")], "1.1")
+        from_str = Request.build("GET", "/a?b=c", [("Host", "x")])
+        assert from_bytes == from_str
+        assert from_str.path == "/a"
+        assert from_str.header("host") == "x"
+        assert from_str.header("missing") is None
+        assert not from_str.is_websocket
+
+    def test_receive_request_without_now(self) -> None:
+        server = ServerConnection(config=WSConfig(heartbeat=5), now=1.0)
+        server.receive_request(Request.build("GET", "/", UPGRADE_HEADERS))
+        server.accept()
+        assert server.state is State.OPEN
+        assert server.next_deadline() == 6.0
+
+    def test_http2_requests_need_no_host(self) -> None:
+        """RFC 8441: over HTTP/2 the authority replaces Host; only HTTP/1.1 requires the header."""
+        headers = [(k, v) for k, v in UPGRADE_HEADERS if k != "Host"]
+        server = ServerConnection()
+        server.receive_request(Request.build("GET", "/", headers, "2"))
+        server.accept()
+        assert server.state is State.OPEN
+        server = ServerConnection()
+        server.receive_request(Request.build("GET", "/", headers, "1.1"))
+        with pytest.raises(HandshakeError, match="missing Host header"):
+            server.accept()
+
+    def test_build_response_keeps_given_headers(self) -> None:
+        status, headers, body = build_response(
+            404, [("Content-Type", "text/html"), ("Content-Length", "2"), ("Connection", "keep-alive")], b"no"
+        )
+        assert (status, body) == (404, b"no")
+        assert headers == [
+            ("Content-Type", "text/html"),
+            ("Content-Length", "2"),
+            ("Connection", "keep-alive"),
+        ]
+        assert build_response(204)[1] == [("Content-Length", "0"), ("Connection", "close")]
 
 
 class TestPlainHttpResponses:
