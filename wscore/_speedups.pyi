@@ -5,3 +5,6 @@ def mask(data: bytes | bytearray | memoryview, key: bytes | bytearray, /) -> byt
 
 def unmask_from(buf: bytes | bytearray, start: int, end: int, /) -> bytes:
     """`buf[start:end]` XOR the key at `buf[start-4:start]`."""
+
+def masked_frame(header: bytes, payload: bytes | bytearray | memoryview, key: bytes, /) -> bytes:
+    """`header + mask(payload, key)`, built in one buffer."""

@@ -92,6 +92,11 @@ def unmask_from_py(buf: bytes | bytearray, start: int, end: int) -> bytes:
     return mask_py(buf[start:end], buf[start - 4 : start])
 
 
+def masked_frame_py(header: bytes, payload: bytes | bytearray | memoryview, key: bytes) -> bytes:
+    """A client's frame: `header` (which ends with `key`) followed by the masked `payload`."""
+    return header + mask_py(payload, key)
+
+
 _speedups: ModuleType | None = None
 if not os.environ.get("WSCORE_NO_EXTENSIONS"):
     try:
@@ -100,12 +105,15 @@ if not os.environ.get("WSCORE_NO_EXTENSIONS"):
         _speedups = None
 
 mask: Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes]
+masked_frame: Callable[[bytes, bytes | bytearray | memoryview, bytes], bytes]
 unmask_from: Callable[[bytes | bytearray, int, int], bytes]
 if _speedups is not None:
     mask = _speedups.mask
+    masked_frame = _speedups.masked_frame
     unmask_from = _speedups.unmask_from
 else:
     mask = mask_py
+    masked_frame = masked_frame_py
     unmask_from = unmask_from_py
 
 
@@ -153,10 +161,10 @@ def encode_frame(
     if masked:
         key = mask_keys.next()
         if n < 126:
-            return _pack_key(b0, 0x80 | n, key) + mask(payload, key)
+            return masked_frame(_pack_key(b0, 0x80 | n, key), payload, key)
         if n < 65536:
-            return _pack_h_key(b0, 0xFE, n, key) + mask(payload, key)
-        return _pack_q_key(b0, 0xFF, n, key) + mask(payload, key)
+            return masked_frame(_pack_h_key(b0, 0xFE, n, key), payload, key)
+        return masked_frame(_pack_q_key(b0, 0xFF, n, key), payload, key)
     if n < 126:
         return bytes((b0, n)) + payload
     if n < 65536:

@@ -28,11 +28,15 @@ from .helpers import raw_frame
 Mask = Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes]
 UnmaskFrom = Callable[[bytes | bytearray, int, int], bytes]
 
+MaskedFrame = Callable[[bytes, bytes | bytearray | memoryview, bytes], bytes]
+
 MASKS: dict[str, Mask] = {"python": frames.mask_py}
 UNMASKS: dict[str, UnmaskFrom] = {"python": frames.unmask_from_py}
+MASKED_FRAMES: dict[str, MaskedFrame] = {"python": frames.masked_frame_py}
 if frames._speedups is not None:
     MASKS["c"] = frames._speedups.mask
     UNMASKS["c"] = frames._speedups.unmask_from
+    MASKED_FRAMES["c"] = frames._speedups.masked_frame
 
 KEY = b"\x37\xfa\x21\x3d"  # RFC 6455 §5.7's example key
 
@@ -119,6 +123,15 @@ def test_unmask_from_every_size_and_alignment(impl: str) -> None:
         assert unmask_from(bytearray(buf), start, start + n) == expected(n), n
 
 
+@pytest.mark.parametrize("impl", sorted(MASKED_FRAMES))
+def test_masked_frame_is_the_header_then_the_masked_payload(impl: str) -> None:
+    masked_frame = MASKED_FRAMES[impl]
+    for n in SIZES:
+        for header in (b"", b"\x82\x85" + KEY, bytes(range(14))):
+            assert masked_frame(header, payload(n), KEY) == header + expected(n), (n, len(header))
+    assert masked_frame(b"h", memoryview(payload(70)), KEY) == b"h" + expected(70)
+
+
 def test_c_accelerator_checks_its_arguments() -> None:
     if frames._speedups is None:
         return  # nothing compiled to check; the pure-Python paths are covered above
@@ -129,14 +142,21 @@ def test_c_accelerator_checks_its_arguments() -> None:
             frames._speedups.unmask_from(b"keyspayl", start, end)
     with pytest.raises(TypeError):
         frames._speedups.mask("text", KEY)
+    with pytest.raises(ValueError, match="4 bytes"):
+        frames._speedups.masked_frame(b"h", b"data", b"abcde")
+    with pytest.raises(TypeError):
+        frames._speedups.masked_frame(b"h", b"data")
 
 
 def test_no_extensions_variable_selects_pure_python() -> None:
     root = Path(__file__).resolve().parents[2]
-    code = "import wscore.frames as f; print(f.mask is f.mask_py, f.unmask_from is f.unmask_from_py)"
+    code = (
+        "import wscore.frames as f;"
+        "print(f.mask is f.mask_py, f.unmask_from is f.unmask_from_py, f.masked_frame is f.masked_frame_py)"
+    )
     env = {**os.environ, "WSCORE_NO_EXTENSIONS": "1", "PYTHONPATH": str(root)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "True"]
+    assert out.stdout.split() == ["True", "True", "True"]
 
 
 @given(data=st.binary(max_size=9000), key=st.binary(min_size=4, max_size=4), start=st.integers(4, 20))
@@ -147,6 +167,8 @@ def test_property_all_implementations_agree(data: bytes, key: bytes, start: int)
     buf = bytes(start - 4) + key + data
     for unmask_from in UNMASKS.values():
         assert unmask_from(buf, start, start + len(data)) == want
+    for masked_frame in MASKED_FRAMES.values():
+        assert masked_frame(buf[:start], data, key) == buf[:start] + want
 
 
 def test_mask_keys_are_fresh_4_byte_values() -> None:
