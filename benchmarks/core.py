@@ -30,6 +30,7 @@ import gc
 import json
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -346,6 +347,51 @@ def measure(case: Case, libs: Sequence[str], args: argparse.Namespace) -> dict[s
     return best
 
 
+# -- memory ------------------------------------------------------------------------------------------
+
+CONNECTIONS: dict[str, Callable[[], object]] = {
+    "wscore": lambda: wscore.Connection(client=False),
+    "wsproto": lambda: wsproto.connection.Connection(WSPROTO_SERVER),
+    "websockets": lambda: websockets.protocol.Protocol(websockets.protocol.Side.SERVER),
+}
+
+
+def connection_memory(lib: str, count: int = 2000) -> tuple[float, float]:
+    """Bytes per OPEN server connection, idle and after one 16-byte message (tracemalloc)."""
+    work = make_workload(Case("parse", 16, True, False), 1, None)
+    make, feed = CONNECTIONS[lib], PARSERS[lib]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        conns = [make() for _ in range(count)]
+        idle = (tracemalloc.get_traced_memory()[0] - base) / count
+        del conns
+        gc.collect()
+        base = tracemalloc.get_traced_memory()[0]
+        feeds = [feed(work.case) for _ in range(count)]
+        for f in feeds:
+            f(work.chunks[0])
+        used = (tracemalloc.get_traced_memory()[0] - base) / count
+        del feeds
+    finally:
+        tracemalloc.stop()
+    return idle, used
+
+
+def memory_table(libs: Sequence[str], markdown: bool) -> str:
+    rows = [(lib, *connection_memory(lib)) for lib in libs]
+    head = ["library", "idle connection (bytes)", "after one message (bytes)"]
+    body = [[lib, f"{idle:,.0f}", f"{used:,.0f}"] for lib, idle, used in rows]
+    if markdown:
+        return "\n".join(["| " + " | ".join(r) + " |" for r in [head, ["---", "---:", "---:"], *body]])
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(3)]
+    return "\n".join(
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in [head, *body]
+    )
+
+
 # -- reporting ---------------------------------------------------------------------------------------
 
 
@@ -402,6 +448,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="16 B and 64 KiB, short repeats: a smoke run")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--memory", action="store_true", help="only measure memory per connection")
     args = p.parse_args(argv)
     # --quick changes only the defaults: `--quick --sizes 16` is a quick run of 16 B.
     quick = args.quick
@@ -421,6 +468,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = set(libs) - set(LIBS)
     if unknown:
         raise SystemExit(f"unknown libraries: {', '.join(sorted(unknown))}")
+    if args.memory:
+        print(memory_table(libs, args.markdown))
+        return
     cases = [
         Case(op, int(size), mask == "masked", kind == "text")
         for op in args.ops.split(",")
