@@ -122,7 +122,7 @@ class ClientConnection(Connection):
 
     def _refused(self) -> None:
         status = self._refusal.status_code if self._refusal is not None else None
-        self._refuse(f"server refused the WebSocket upgrade with HTTP {status}", status)
+        self._refuse("server refused the WebSocket upgrade", status)  # str() adds " (HTTP <status>)"
 
     def _check_response(self, headers: Headers) -> None:
         self.response_headers = headers

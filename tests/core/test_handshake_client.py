@@ -246,7 +246,7 @@ class TestReadingTheServersResponse:
         assert exc.status == status
         assert exc.headers == [(k.lower(), v) for k, v in headers]
         assert exc.body == (b"abc" if b"chunked" in str(headers).encode() else body)
-        assert f"HTTP {status}" in str(exc)
+        assert str(exc) == f"server refused the WebSocket upgrade (HTTP {status})"
         assert conn.state is State.CLOSED
         assert conn.close_transport
         conn.receive_data(b"ignored")  # after the refusal, bytes are dropped, not parsed
