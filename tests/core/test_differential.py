@@ -26,13 +26,24 @@ from collections.abc import Iterable, Sequence
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wsproto import WSConnection
 from wsproto.connection import Connection as WsprotoConnection
 from wsproto.connection import ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.events import Request as WsprotoRequest
 from wsproto.extensions import Extension
 from wsproto.extensions import PerMessageDeflate as WsprotoDeflate
 
-from wscore import Connection, PerMessageDeflate, WSConfig, WSMsgType
+from wscore import (
+    ClientConnection,
+    Connection,
+    DeflateOptions,
+    PerMessageDeflate,
+    ServerConnection,
+    State,
+    WSConfig,
+    WSMsgType,
+)
 
 from .helpers import KEY, raw_frame, split_at
 
@@ -263,3 +274,100 @@ class TestDeliberateDifferences:
         hello_bfinal = bytes.fromhex("c108f348cdc9c9070000")
         assert ours([hello_bfinal * 2], True, deflate=True) == [("TEXT", "Hello"), ("TEXT", "Hello")]
         assert theirs([hello_bfinal * 2], True, deflate=True) == [("TEXT", "Hello"), ("CLOSE", 1007)]
+
+
+wsproto_deflates = st.builds(
+    WsprotoDeflate,
+    client_no_context_takeover=st.booleans(),
+    client_max_window_bits=st.none() | st.integers(9, 15),
+    server_no_context_takeover=st.booleans(),
+    server_max_window_bits=st.none() | st.integers(9, 15),
+)
+our_deflates = st.none() | st.builds(
+    DeflateOptions,
+    server_no_context_takeover=st.booleans(),
+    client_no_context_takeover=st.booleans(),
+    server_max_window_bits=st.none() | st.integers(9, 15),
+    client_max_window_bits=st.none() | st.integers(9, 15),
+)
+interop_messages = st.lists(st.text(max_size=300) | st.binary(max_size=300), min_size=1, max_size=4)
+
+
+def wsproto_messages(conn: WSConnection) -> list[str | bytes]:
+    """Whole messages received by a wsproto connection (CloseConnection events are answered)."""
+    out: list[str | bytes] = []
+    parts: list[str | bytes] = []
+    for event in conn.events():
+        if isinstance(event, (TextMessage, BytesMessage)):
+            parts.append(event.data if isinstance(event, TextMessage) else bytes(event.data))
+            if event.message_finished:
+                first = parts[0]
+                joined = (
+                    "".join(str(p) for p in parts)
+                    if isinstance(first, str)
+                    else b"".join(p for p in parts if isinstance(p, bytes))
+                )
+                out.append(joined)
+                parts = []
+    return out
+
+
+class TestInteropWithWsproto:
+    """Our client with wsproto's server and wsproto's client with our server: the handshake (with
+    permessage-deflate negotiated from random parameters on both sides) and messages both ways."""
+
+    @DIFFERENTIAL
+    @given(ours_offer=our_deflates, messages=interop_messages)
+    def test_our_client_and_their_server(
+        self, ours_offer: DeflateOptions | None, messages: list[str | bytes]
+    ) -> None:
+        client = ClientConnection(
+            "example.com", "/chat", subprotocols=["chat"], config=WSConfig(compress=ours_offer)
+        )
+        server = WSConnection(ConnectionType.SERVER)
+        server.receive_data(client.data_to_send())
+        (request,) = server.events()
+        assert isinstance(request, WsprotoRequest)
+        assert request.subprotocols == ["chat"]
+        client.receive_data(server.send(AcceptConnection(subprotocol="chat", extensions=[WsprotoDeflate()])))
+        assert client.state is State.OPEN
+        assert client.subprotocol == "chat"
+        assert (client.deflate is not None) == (ours_offer is not None)
+        for message in messages:
+            client.send_text(message) if isinstance(message, str) else client.send_bytes(message)
+            server.receive_data(client.data_to_send())
+            kind = TextMessage if isinstance(message, str) else BytesMessage
+            client.receive_data(server.send(kind(data=message)))  # type: ignore[arg-type]
+        assert wsproto_messages(server) == messages
+        assert [e.data for e in client.events()] == messages
+
+    @DIFFERENTIAL
+    @given(theirs_offer=wsproto_deflates, ours_accept=our_deflates, messages=interop_messages)
+    def test_their_client_and_our_server(
+        self, theirs_offer: WsprotoDeflate, ours_accept: DeflateOptions | None, messages: list[str | bytes]
+    ) -> None:
+        client = WSConnection(ConnectionType.CLIENT)
+        server = ServerConnection(subprotocols=["chat"], config=WSConfig(compress=ours_accept))
+        server.receive_data(
+            client.send(WsprotoRequest(host="example.com", target="/", extensions=[theirs_offer]))
+        )
+        server.accept()
+        client.receive_data(server.data_to_send())
+        (accepted,) = client.events()
+        assert isinstance(accepted, AcceptConnection)
+        assert bool(accepted.extensions) == (server.deflate is not None)
+        for message in messages:
+            kind = TextMessage if isinstance(message, str) else BytesMessage
+            server.receive_data(client.send(kind(data=message)))  # type: ignore[arg-type]
+            server.send_text(message) if isinstance(message, str) else server.send_bytes(message)
+            client.receive_data(server.data_to_send())
+        assert [e.data for e in server.events()] == messages
+        assert wsproto_messages(client) == messages
+        # The closing handshake, initiated by wsproto.
+        server.receive_data(client.send(CloseConnection(code=1000, reason="done")))
+        assert next((e.type, e.data, e.extra) for e in server.events()) == (WSMsgType.CLOSE, 1000, "done")
+        client.receive_data(server.data_to_send())
+        (answer,) = client.events()
+        assert isinstance(answer, CloseConnection)
+        assert answer.code == 1000
+        assert server.close_transport
