@@ -22,10 +22,15 @@ from wscore import (
 )
 from wscore.adapter import (
     WSTimeout,
+    check_http_response,
+    close_args,
+    compress_flag,
     compress_options,
+    control_payload,
     decode_json,
     expect_bytes,
     expect_str,
+    header_pairs,
     make_config,
     parse_url,
     text_or_bytes,
@@ -260,3 +265,74 @@ class TestAdapterHelpers:
             expect_bytes(text)
         with pytest.raises(WSMessageTypeError):
             decode_json(binary)
+
+    @pytest.mark.parametrize(
+        ("value", "expected"), [(None, None), (False, False), (0, False), (True, True), (15, True), (9, True)]
+    )
+    def test_compress_flag(self, value: bool | int | None, expected: bool | None) -> None:
+        assert compress_flag(value) is expected
+
+    def test_compress_flag_type(self) -> None:
+        with pytest.raises(TypeError, match="compress must be"):
+            compress_flag("yes")  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        ("data", "expected"),
+        [(b"x", b"x"), ("é", "é".encode()), (bytearray(b"y"), b"y"), (memoryview(b"z"), b"z")],
+    )
+    def test_control_payload(self, data: object, expected: bytes) -> None:
+        assert control_payload(data) == expected
+
+    def test_control_payload_errors(self) -> None:
+        with pytest.raises(TypeError, match="must be bytes or str, not int"):
+            control_payload(5)
+        with pytest.raises(ValueError, match="over 125 bytes"):
+            control_payload("x" * 126)
+
+    @pytest.mark.parametrize(
+        ("code", "message", "expected"),
+        [
+            (1000, b"", (1000, "")),
+            (4000, "bye", (4000, "bye")),
+            (None, b"", (None, "")),
+            (1001, "é".encode(), (1001, "é")),
+        ],
+    )
+    def test_close_args(self, code: object, message: object, expected: tuple[int | None, str]) -> None:
+        assert close_args(code, message) == expected
+
+    @pytest.mark.parametrize(
+        ("code", "message", "error", "words"),
+        [
+            ("1000", b"", TypeError, "close code must be an int"),
+            (True, b"", TypeError, "close code must be an int"),
+            (1000, 5, TypeError, "close message must be bytes or str"),
+            (1000, b"\xff", ValueError, "valid UTF-8"),
+            (1005, b"", ValueError, "may not be sent"),
+            (1000, "x" * 124, ValueError, "123 bytes"),
+            (None, "why", ValueError, "needs a close code"),
+        ],
+    )
+    def test_close_args_errors(
+        self, code: object, message: object, error: type[Exception], words: str
+    ) -> None:
+        with pytest.raises(error, match=words):
+            close_args(code, message)
+
+    def test_header_pairs(self) -> None:
+        assert header_pairs(None) == []
+        assert header_pairs({"A": "1"}) == [("A", "1")]
+        assert header_pairs([("B", "2")]) == [("B", "2")]
+
+    def test_check_http_response(self) -> None:
+        assert check_http_response((200, {"A": "1"}, "ok")) == (200, [("A", "1")], b"ok")
+        assert check_http_response((404, [], bytearray(b"no"))) == (404, [], b"no")
+        cases: list[tuple[object, str]] = [
+            ((200, []), "must return None or"),
+            ("200", "must return None or"),
+            (("200", [], b""), "status must be an int"),
+            ((200, [], 5), "body must be bytes or str"),
+        ]
+        for bad, words in cases:
+            with pytest.raises(TypeError, match=words):
+                check_http_response(bad)
