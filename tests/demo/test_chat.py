@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import urllib.error
 import urllib.request
 
+from wscore import ClientConnection
 from wscore_asyncio import WSMsgType, connect
 
 from .helpers import run, serving, wscore
@@ -86,6 +88,62 @@ def test_connect_client_sees_the_chat_server_go_away(unused_port: int) -> None:
                 assert await client.expect("< close") == "< close 1001: server shutting down"
                 assert await client.finish() == 0, client.output
                 assert "closed: code 1001 server shutting down" in client.stderr
+            assert await server.finish() == 0, server.output
+
+    run(main())
+
+
+def test_a_client_that_stops_reading_does_not_stall_the_room(unused_port: int) -> None:
+    """Fan-out skips a connection whose buffers are full instead of waiting for it: the others get
+    every message, the stalled one misses some, and the server still shuts down cleanly."""
+    count, size = 128, 64 * 1024  # 8 MiB in all: more than the kernel buffers a stalled socket absorbs
+    base = f"http://127.0.0.1:{unused_port}/"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with serving("chat", "--port", str(unused_port), ready=f"open {base}") as server:
+            # The stalled client: a raw socket with a tiny receive buffer that reads nothing for now.
+            stalled = ClientConnection(f"127.0.0.1:{unused_port}", "/ws?name=stalled")
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.setblocking(False)
+                await loop.sock_connect(sock, ("127.0.0.1", unused_port))
+                await loop.sock_sendall(sock, stalled.data_to_send())
+
+                sender = await connect(f"ws://127.0.0.1:{unused_port}/ws?name=sender")
+                reader = await connect(f"ws://127.0.0.1:{unused_port}/ws?name=reader")
+                try:
+                    assert (await sender.receive_str()).startswith("* you are sender")
+                    assert (await reader.receive_str()).startswith("* you are reader")
+                    assert await sender.receive_str() == "* reader joined"
+                    for i in range(count):
+                        # One message in flight at a time, so the reader itself is never behind.
+                        text = f"{i:04d}" + "x" * (size - 4)
+                        await sender.send_str(text)
+                        assert await reader.receive_str() == f"sender: {text}"
+                    server.interrupt()  # every connection gets 1001, the stalled one behind its backlog
+                    assert (await reader.receive()).data == 1001
+                    assert (await sender.receive()).data == 1001
+                finally:
+                    await sender.close()
+                    await reader.close()
+
+                # Now the stalled client reads everything that was kept for it, then the close.
+                received: list[int] = []
+                close_code = None
+                while close_code is None:
+                    data = await loop.sock_recv(sock, 1 << 20)
+                    assert data, "EOF before the close frame"
+                    stalled.receive_data(data)
+                    for msg in stalled.events():
+                        if msg.type is WSMsgType.TEXT and msg.data.startswith("sender: "):
+                            received.append(int(msg.data[8:12]))
+                        elif msg.type is WSMsgType.CLOSE:
+                            close_code = msg.data
+                await loop.sock_sendall(sock, stalled.data_to_send())  # answer the close
+            assert close_code == 1001
+            assert received == sorted(received), "messages arrive in order, with gaps"
+            assert 0 < len(received) < count, f"the stalled client got {len(received)} of {count}"
             assert await server.finish() == 0, server.output
 
     run(main())
