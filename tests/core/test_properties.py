@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wscore import Connection, DeflateOptions, State, WSConfig, WSMsgType
+from wscore import Connection, DeflateOptions, State, WSConfig, WSMessage, WSMsgType
 
 from .helpers import ConnectionPair, open_connection, peer_frame, split_at
 
@@ -69,26 +69,44 @@ def send(conn: Connection, message: Message, fragments: int) -> None:
             conn.send_bytes(part, fin=i == fragments - 1)
 
 
+def join_fragments(events: list[WSMessage]) -> list[WSMessage]:
+    """Whole messages from fragment-mode events: TEXT/BINARY, CONTINUATION..., `extra` True last."""
+    joined: list[WSMessage] = []
+    parts: list[WSMessage] = []
+    for event in events:
+        assert event.type in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION)
+        assert (event.type is WSMsgType.CONTINUATION) == bool(parts)
+        parts.append(event)
+        if event.extra:
+            empty: str | bytes = "" if parts[0].type is WSMsgType.TEXT else b""
+            joined.append(WSMessage(parts[0].type, empty.join(p.data for p in parts), None))
+            parts = []
+    assert not parts
+    return joined
+
+
 @PROPERTY
 @given(
     messages=messages,
-    from_client=st.booleans(),
+    roles=st.tuples(st.booleans(), st.booleans()),
     options=deflate_options,
     shape=st.lists(st.tuples(st.integers(1, 4), st.booleans()), min_size=6, max_size=6),
     data=st.data(),
 )
 def test_messages_survive_any_byte_split(
     messages: list[Message],
-    from_client: bool,
+    roles: tuple[bool, bool],
     options: DeflateOptions | None,
     shape: list[tuple[int, bool]],
     data: st.DataObject,
 ) -> None:
     """Random messages, either role, with or without permessage-deflate, sent whole or fragmented
-    with pings in between, and delivered in random byte splits, come out identical and in order."""
+    with pings in between, and delivered in random byte splits, come out identical and in order —
+    as whole messages, or (fragments=True) as fragments that join up to them."""
+    from_client, fragment_mode = roles
     pair = ConnectionPair(
-        client_config=WSConfig(compress=options, max_message_size=None),
-        server_config=WSConfig(compress=options, max_message_size=None),
+        client_config=WSConfig(compress=options, max_message_size=None, fragments=fragment_mode),
+        server_config=WSConfig(compress=options, max_message_size=None, fragments=fragment_mode),
     )
     assert (pair.client.deflate is None) == (options is None)
     sender, receiver = (pair.client, pair.server) if from_client else (pair.server, pair.client)
@@ -102,6 +120,8 @@ def test_messages_survive_any_byte_split(
     for chunk in split_at(wire, cuts):
         receiver.receive_data(chunk)
         events += receiver.events()
+    if fragment_mode:
+        events = join_fragments(events)
     assert [(e.type, e.data) for e in events] == [
         (WSMsgType.TEXT if isinstance(m, str) else WSMsgType.BINARY, m) for m in messages
     ]
