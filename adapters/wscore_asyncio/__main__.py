@@ -78,7 +78,7 @@ def _seconds(text: str) -> float:
 
 CONNECT_HELP = """\
 Each line typed is sent as a text message; each message received is printed with its type
-("< text: ...", "< binary (N bytes): <hex>", "< ping: ...", "< pong: ...", "< close CODE: REASON").
+("< text: ...", "< binary (N bytes): <hex>", "< ping: ...", "< pong: ...", "< close CODE[: REASON]").
 Pings from the server are answered automatically (and shown).
 
 Commands:
@@ -279,7 +279,7 @@ def _print_message(msg: WSMessage) -> None:
     elif kind is WSMsgType.PONG:
         line = f"< pong: {_show(msg.data)}"
     elif kind is WSMsgType.CLOSE:
-        line = f"< close {msg.data}: {msg.extra or ''}"
+        line = f"< close {msg.data}: {msg.extra}" if msg.extra else f"< close {msg.data}"
     else:
         return
     print(line, flush=True)

@@ -170,7 +170,12 @@ def test_interactive_session_with_echo(unused_port: int) -> None:
                 await client.expect("connected to", stream="stderr")
                 assert await client.finish() == 0, client.output
                 assert "closed: code 1000" in client.stderr
-            server.interrupt()
+            # Ctrl-C on the server: a connected client is closed with 1001 and exits cleanly.
+            async with wscore("connect", url) as client:
+                await client.expect("connected to", stream="stderr")
+                server.interrupt()
+                assert await client.expect("< close") == "< close 1001"
+                assert await client.finish() == 0, client.output
             assert await server.finish() == 0, server.output
             assert "echo server stopped" in server.stdout
 
@@ -224,6 +229,24 @@ def test_connect_options_reach_the_server(unused_port: int) -> None:
                 assert "closed: code 4001 as you wish" in client.stderr
 
     run(main())
+
+
+def test_heartbeat_drops_a_server_that_stops_answering(unused_port: int) -> None:
+    async def silent(ws: WebSocket) -> None:
+        await ws.wait_closed()  # autoping is off and nothing reads: pings go unanswered
+
+    async def main() -> Proc:
+        async with (
+            serve(silent, "127.0.0.1", unused_port, autoping=False),
+            wscore("connect", f"ws://127.0.0.1:{unused_port}/", "--heartbeat", "0.2") as client,
+        ):
+            await client.expect("connected to", stream="stderr")
+            line = await client.expect("connection lost", stream="stderr")
+            assert "no pong within 0.1 s" in line and "code 1006" in line, line
+            assert await client.finish() == 1, client.output
+            return client
+
+    assert "Traceback" not in run(main()).output
 
 
 def test_refused_handshake_prints_status_and_reason(unused_port: int) -> None:
