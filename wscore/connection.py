@@ -213,6 +213,26 @@ class Connection:
                     raise ProtocolError("unmasked frame from a client (RFC 6455 §5.1)")
                 raise ProtocolError("masked frame from a server (RFC 6455 §5.1)")
             length = b1 & 0x7F
+            # What the first two bytes decide fails at once, without waiting for the rest.
+            opcode = b0 & 0x0F
+            if b0 & 0x70:
+                self._check_rsv(b0, opcode)
+            if opcode & 0x8:
+                if length > 125:  # 126 and 127 announce a 16- or 64-bit length
+                    raise ProtocolError("control frame payload over 125 bytes (RFC 6455 §5.5)")
+                if not b0 & 0x80:
+                    raise ProtocolError("fragmented control frame (RFC 6455 §5.5)")
+                if opcode > 0xA:
+                    raise ProtocolError(f"reserved opcode {opcode:#x} (RFC 6455 §5.2)")
+            else:
+                if opcode > 2:
+                    raise ProtocolError(f"reserved opcode {opcode:#x} (RFC 6455 §5.2)")
+                # §5.4's order is checked on the header too, so a doomed frame is never buffered.
+                if opcode:
+                    if self._msg_opcode:
+                        raise ProtocolError("new data frame inside a fragmented message (RFC 6455 §5.4)")
+                elif not self._msg_opcode:
+                    raise ProtocolError("continuation frame without a message to continue (RFC 6455 §5.4)")
             hlen = 2
             if length >= 126:
                 if length == 126:
@@ -229,25 +249,7 @@ class Connection:
                             "64-bit payload length with the most significant bit set (RFC 6455 §5.2)"
                         )
                     hlen = 10
-            opcode = b0 & 0x0F
-            if b0 & 0x70:
-                self._check_rsv(b0, opcode)
-            if opcode & 0x8:
-                if length > 125:
-                    raise ProtocolError("control frame payload over 125 bytes (RFC 6455 §5.5)")
-                if not b0 & 0x80:
-                    raise ProtocolError("fragmented control frame (RFC 6455 §5.5)")
-                if opcode > 0xA:
-                    raise ProtocolError(f"reserved opcode {opcode:#x} (RFC 6455 §5.2)")
-            else:
-                if opcode > 2:
-                    raise ProtocolError(f"reserved opcode {opcode:#x} (RFC 6455 §5.2)")
-                # §5.4's order is checked on the header too, so a doomed frame is never buffered.
-                if opcode:
-                    if self._msg_opcode:
-                        raise ProtocolError("new data frame inside a fragmented message (RFC 6455 §5.4)")
-                elif not self._msg_opcode:
-                    raise ProtocolError("continuation frame without a message to continue (RFC 6455 §5.4)")
+            if not opcode & 0x8:
                 # Limits are checked on the header, before the payload is buffered. max_frame is at
                 # most max_message, so only a continuation can pass one limit and not the other.
                 if length > max_frame:

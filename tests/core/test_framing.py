@@ -194,6 +194,27 @@ class TestBaseFramingProtocol:
         assert "most significant bit" in str(conn.exception)
 
     @ROLES
+    @pytest.mark.parametrize(
+        ("b0", "length_field"),
+        [
+            (0x89, 126),  # a ping announcing a 16-bit length: over 125 bytes
+            (0x8A, 127),  # a pong announcing a 64-bit length
+            (0x09, 0),  # a fragmented ping
+            (0x83, 126),  # a reserved opcode
+            (0xA2, 127),  # RSV2 without an extension
+            (0x80, 126),  # a continuation without a message
+        ],
+    )
+    def test_what_the_first_two_bytes_decide_fails_at_once(
+        self, client: bool, b0: int, length_field: int
+    ) -> None:
+        """A violation visible in the first two bytes fails before the extended length and masking
+        key arrive (wsproto does the same; found by the differential tests on truncated streams)."""
+        conn = open_connection(client)
+        conn.receive_data(bytes([b0, length_field | (0 if client else 0x80)]))
+        assert error_of(conn) == 1002
+
+    @ROLES
     def test_a_header_arriving_byte_by_byte(self, client: bool) -> None:
         conn = open_connection(client)
         data = peer_frame(conn, 0x2, b"x" * 70000) + peer_frame(conn, 0x1, b"y" * 300)
