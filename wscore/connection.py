@@ -269,12 +269,29 @@ class Connection:
                 if length and (opcode == 1 or (opcode == 0 and self._msg_opcode == 1)):
                     self._probe_partial_text(data, pos, hlen, n)
                 break
+            if b0 == 0x81 and length >= 4096 and not expect_mask and not fragments:
+                # A whole, large, unmasked text message: decoded straight from the read or the
+                # buffer, without a bytes copy first (one big allocation fewer per message).
+                pos = end
+                if probing:
+                    self._probe_checked = probing = 0
+                    self._probe = None
+                try:
+                    text = str(memoryview(data)[start:end], "utf-8")
+                except UnicodeDecodeError:
+                    raise ProtocolError("text message is not valid UTF-8 (RFC 6455 §8.1)", 1007) from None
+                append(new_message(WSMessage, (_TEXT, text, None)))
+                continue
             if expect_mask:
                 payload = unmask(data, start, end)
             elif is_bytes:
                 payload = data[start:end]  # type: ignore[assignment]  # bytes, as checked above
-            else:
+            elif length < 4096:
                 payload = bytes(data[start:end])
+            else:
+                # From our bytearray buffer: one copy, not a bytearray slice and then bytes of it. The
+                # view is a temporary, released before the buffer is resized below.
+                payload = bytes(memoryview(data)[start:end])
             pos = end
             if probing:
                 self._probe_checked = probing = 0
