@@ -375,7 +375,8 @@ async def _session(ws: WebSocket, stop: asyncio.Event) -> int:
         done, _ = await asyncio.wait([receiver, *closers], return_when=asyncio.FIRST_COMPLETED)
         for task in closers:
             request = task.result() if task in done else None
-            if request is not None and not we_closed:
+            # ws.closed: the server's close came first (Ctrl-D typed right after it is no close of ours).
+            if request is not None and not we_closed and not ws.closed:
                 we_closed = True
                 try:
                     await ws.close(code=request[0], message=request[1].encode("utf-8"))
