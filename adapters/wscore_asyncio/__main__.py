@@ -119,10 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     echo_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     echo_cmd.add_argument("--port", type=_port, default=9001, help="port to listen on (default: %(default)s)")
+    echo_cmd.add_argument("--tls-cert", metavar="PEM", help="certificate chain to serve wss:// with")
     echo_cmd.add_argument(
-        "--tls-cert", metavar="PEM", help="certificate chain: serve wss:// (with --tls-key)"
+        "--tls-key", metavar="PEM", help="its private key (default: read from the --tls-cert file)"
     )
-    echo_cmd.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
 
     client = commands.add_parser(
         "connect",

@@ -104,6 +104,9 @@ def test_missing_tls_files(tmp_path: Path) -> None:
     result = _run_cli("echo", "--tls-cert", str(tmp_path / "nope.pem"), "--tls-key", str(tmp_path / "k"))
     assert result.returncode == 1
     assert "cannot load the TLS certificate/key" in _one_line_error(result, "echo")
+    result = _run_cli("echo", "--tls-key", str(tmp_path / "k"))
+    assert result.returncode == 2
+    assert "--tls-key needs --tls-cert" in _one_line_error(result, "echo")
 
 
 @pytest.fixture
