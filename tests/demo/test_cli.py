@@ -125,7 +125,7 @@ def test_tls_echo_and_verification_failure(tls_files: tuple[Path, Path], unused_
     url = f"wss://127.0.0.1:{unused_port}/"
 
     async def main() -> None:
-        tls = ("--tls-cert", str(server_pem), "--tls-key", str(server_pem))
+        tls = ("--tls-cert", str(server_pem))  # the key is in the same file
         async with serving("echo", "--port", str(unused_port), *tls, ready=f"echo server on {url}"):
             # Without our CA the certificate does not verify: one line, exit 1.
             async with wscore("connect", url) as untrusted:
