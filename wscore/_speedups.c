@@ -8,6 +8,8 @@
  * unmask_from(buf, start, end) -> bytes
  *     unmask buf[start:end] with the key at buf[start-4:start], straight from the receive buffer:
  *     the frame parser's call, with no slice objects in between.
+ * unmask_inplace(buf, start, end) -> None
+ *     the same, in place, in the parser's own bytearray buffer (no copy of a large payload).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -163,6 +165,42 @@ done:
     return result;
 }
 
+static PyObject *
+speedups_unmask_inplace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer buf;
+    Py_ssize_t start, end;
+
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "unmask_inplace() takes exactly 3 arguments (buf, start, end)");
+        return NULL;
+    }
+    start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    end = PyLong_AsSsize_t(args[2]);
+    if (end == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &buf, PyBUF_WRITABLE) < 0) {
+        return NULL;
+    }
+    if (start < 4 || end < start || end > buf.len) {
+        PyErr_SetString(PyExc_ValueError, "unmask_inplace() needs 4 <= start <= end <= len(buf)");
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    {
+        unsigned char *base = (unsigned char *)buf.buf;
+        unsigned char key[4];
+        memcpy(key, base + start - 4, 4);
+        xor_key(base + start, base + start, end - start, key);
+    }
+    PyBuffer_Release(&buf);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_FASTCALL,
      "mask(data, key) -> bytes: XOR data with the repeated 4-byte key (RFC 6455 §5.3)."},
@@ -170,6 +208,8 @@ static PyMethodDef speedups_methods[] = {
      "masked_frame(header, payload, key) -> bytes: header + masked payload, in one buffer."},
     {"unmask_from", (PyCFunction)(void (*)(void))speedups_unmask_from, METH_FASTCALL,
      "unmask_from(buf, start, end) -> bytes: buf[start:end] XOR the key at buf[start-4:start]."},
+    {"unmask_inplace", (PyCFunction)(void (*)(void))speedups_unmask_inplace, METH_FASTCALL,
+     "unmask_inplace(buf, start, end): XOR writable buf[start:end] with the key at buf[start-4:start]."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,3 +8,6 @@ def unmask_from(buf: bytes | bytearray, start: int, end: int, /) -> bytes:
 
 def masked_frame(header: bytes, payload: bytes | bytearray | memoryview, key: bytes, /) -> bytes:
     """`header + mask(payload, key)`, built in one buffer."""
+
+def unmask_inplace(buf: bytearray, start: int, end: int, /) -> None:
+    """XOR `buf[start:end]` in place with the key at `buf[start-4:start]`."""

@@ -37,7 +37,7 @@ from .errors import (
     WSTimeoutError,
 )
 from .extensions import PerMessageDeflate
-from .frames import encode_frame, mask, unmask_from
+from .frames import encode_frame, mask, unmask_from, unmask_inplace
 
 __all__ = ["Connection"]
 
@@ -203,6 +203,7 @@ class Connection:
         unmask = unmask_from
         new_message = _new_message
         is_bytes = type(data) is bytes
+        own_buffer = data is self._buf  # ours to modify: a large masked payload is unmasked in place
         n = len(data)
         pos = 0
         while n - pos >= 2:
@@ -269,13 +270,16 @@ class Connection:
                 if length and (opcode == 1 or (opcode == 0 and self._msg_opcode == 1)):
                     self._probe_partial_text(data, pos, hlen, n)
                 break
-            if b0 == 0x81 and length >= 4096 and not expect_mask and not fragments:
-                # A whole, large, unmasked text message: decoded straight from the read or the
-                # buffer, without a bytes copy first (one big allocation fewer per message).
+            if b0 == 0x81 and length >= 4096 and not fragments and (not expect_mask or own_buffer):
+                # A whole, large text message: decoded straight from the read or the buffer (masked:
+                # unmasked in place first, in our own buffer), without a bytes copy of the payload,
+                # which saves one big allocation per message.
                 pos = end
                 if probing:
                     self._probe_checked = probing = 0
                     self._probe = None
+                if expect_mask:
+                    unmask_inplace(data, start, end)  # type: ignore[arg-type]  # own_buffer: bytearray
                 try:
                     text = str(memoryview(data)[start:end], "utf-8")
                 except UnicodeDecodeError:

@@ -27,6 +27,7 @@ __all__ = [
     "mask",
     "parse_close_payload",
     "unmask_from",
+    "unmask_inplace",
 ]
 
 OP_CONTINUATION = 0x0
@@ -92,6 +93,11 @@ def unmask_from_py(buf: bytes | bytearray, start: int, end: int) -> bytes:
     return mask_py(buf[start:end], buf[start - 4 : start])
 
 
+def unmask_inplace_py(buf: bytearray, start: int, end: int) -> None:
+    """Unmask `buf[start:end]` in place with the key in `buf[start-4:start]`."""
+    buf[start:end] = mask_py(buf[start:end], buf[start - 4 : start])
+
+
 def masked_frame_py(header: bytes, payload: bytes | bytearray | memoryview, key: bytes) -> bytes:
     """A client's frame: `header` (which ends with `key`) followed by the masked `payload`."""
     return header + mask_py(payload, key)
@@ -107,14 +113,17 @@ if not os.environ.get("WSCORE_NO_EXTENSIONS"):
 mask: Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes]
 masked_frame: Callable[[bytes, bytes | bytearray | memoryview, bytes], bytes]
 unmask_from: Callable[[bytes | bytearray, int, int], bytes]
+unmask_inplace: Callable[[bytearray, int, int], None]
 if _speedups is not None:
     mask = _speedups.mask
     masked_frame = _speedups.masked_frame
     unmask_from = _speedups.unmask_from
+    unmask_inplace = _speedups.unmask_inplace
 else:
     mask = mask_py
     masked_frame = masked_frame_py
     unmask_from = unmask_from_py
+    unmask_inplace = unmask_inplace_py
 
 
 _split_keys = struct.Struct("4s" * 1024).unpack  # 4 KiB into 1024 keys in one C call

@@ -127,3 +127,21 @@ def test_client_frames_read_back(n: int) -> None:
         (WSMsgType.TEXT, "t" * n),
         (WSMsgType.BINARY, b"b" * n),
     ]
+
+
+@pytest.mark.parametrize("text", [True, False], ids=["text", "binary"])
+def test_a_callers_bytearray_is_never_modified(text: bool) -> None:
+    """Large masked text is unmasked in place only in the connection's own buffer, never in the
+    caller's bytearray, whether it holds a whole frame or leaves part of the next one buffered."""
+    payload = utf8_text(10000).encode() if text else bytes(10000)
+    message = payload.decode() if text else payload
+    frame = raw_frame(1 if text else 2, payload, mask=KEY)
+    data = bytearray(frame + frame[:50])
+    conn = Connection(client=False)
+    conn.receive_data(data)
+    assert data == frame + frame[:50]
+    assert [e.data for e in conn.events()] == [message]
+    rest = bytearray(frame[50:])
+    conn.receive_data(rest)  # completes the buffered frame: the in-place path, on our buffer
+    assert rest == frame[50:]
+    assert [e.data for e in conn.events()] == [message]

@@ -33,7 +33,9 @@ MaskedFrame = Callable[[bytes, bytes | bytearray | memoryview, bytes], bytes]
 MASKS: dict[str, Mask] = {"python": frames.mask_py}
 UNMASKS: dict[str, UnmaskFrom] = {"python": frames.unmask_from_py}
 MASKED_FRAMES: dict[str, MaskedFrame] = {"python": frames.masked_frame_py}
+UNMASKS_INPLACE: dict[str, Callable[[bytearray, int, int], None]] = {"python": frames.unmask_inplace_py}
 if frames._speedups is not None:
+    UNMASKS_INPLACE["c"] = frames._speedups.unmask_inplace
     MASKS["c"] = frames._speedups.mask
     UNMASKS["c"] = frames._speedups.unmask_from
     MASKED_FRAMES["c"] = frames._speedups.masked_frame
@@ -132,6 +134,18 @@ def test_masked_frame_is_the_header_then_the_masked_payload(impl: str) -> None:
     assert masked_frame(b"h", memoryview(payload(70)), KEY) == b"h" + expected(70)
 
 
+@pytest.mark.parametrize("impl", sorted(UNMASKS_INPLACE))
+def test_unmask_inplace_every_size_and_alignment(impl: str) -> None:
+    """In the parser's own buffer: only buf[start:end] changes, to the unmasked payload."""
+    unmask_inplace = UNMASKS_INPLACE[impl]
+    for n in SIZES:
+        for start in (4, 5, 6, 7, 8, 11) if n < 300 else (4, 7):
+            head = bytes(range(start - 4)) + KEY
+            buf = bytearray(head + payload(n) + b"\xaa\xbb")
+            unmask_inplace(buf, start, start + n)
+            assert buf == head + expected(n) + b"\xaa\xbb", (n, start)
+
+
 def test_c_accelerator_checks_its_arguments() -> None:
     if frames._speedups is None:
         return  # nothing compiled to check; the pure-Python paths are covered above
@@ -146,17 +160,23 @@ def test_c_accelerator_checks_its_arguments() -> None:
         frames._speedups.masked_frame(b"h", b"data", b"abcde")
     with pytest.raises(TypeError):
         frames._speedups.masked_frame(b"h", b"data")
+    with pytest.raises(BufferError):
+        frames._speedups.unmask_inplace(b"keyspayload", 4, 11)  # read-only
+    for start, end in ((3, 4), (4, 12), (6, 5)):
+        with pytest.raises(ValueError):
+            frames._speedups.unmask_inplace(bytearray(b"keyspayload"), start, end)
 
 
 def test_no_extensions_variable_selects_pure_python() -> None:
     root = Path(__file__).resolve().parents[2]
     code = (
         "import wscore.frames as f;"
-        "print(f.mask is f.mask_py, f.unmask_from is f.unmask_from_py, f.masked_frame is f.masked_frame_py)"
+        "print(f.mask is f.mask_py, f.unmask_from is f.unmask_from_py, f.masked_frame is f.masked_frame_py,"
+        " f.unmask_inplace is f.unmask_inplace_py)"
     )
     env = {**os.environ, "WSCORE_NO_EXTENSIONS": "1", "PYTHONPATH": str(root)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "True", "True"]
+    assert out.stdout.split() == ["True"] * 4
 
 
 @given(data=st.binary(max_size=9000), key=st.binary(min_size=4, max_size=4), start=st.integers(4, 20))
@@ -169,6 +189,10 @@ def test_property_all_implementations_agree(data: bytes, key: bytes, start: int)
         assert unmask_from(buf, start, start + len(data)) == want
     for masked_frame in MASKED_FRAMES.values():
         assert masked_frame(buf[:start], data, key) == buf[:start] + want
+    for unmask_inplace in UNMASKS_INPLACE.values():
+        inplace = bytearray(buf)
+        unmask_inplace(inplace, start, len(buf))
+        assert inplace == buf[:start] + want
 
 
 def test_mask_keys_are_fresh_4_byte_values() -> None:
@@ -204,9 +228,13 @@ def test_server_parser_unmasks_with_each_implementation(
     """The frame parser reads masked frames through `unmask_from`; whichever is installed, from a
     bytes read or from its own bytearray buffer (frames split across reads), the messages are right."""
     monkeypatch.setattr(wscore.connection, "unmask_from", UNMASKS[impl])
+    monkeypatch.setattr(wscore.connection, "unmask_inplace", UNMASKS_INPLACE[impl])
     sizes = [0, 1, 3, 4, 5, 125, 126, 127, frames._TRANSLATE_MIN + 1, 65535, 65536, 70001]
+    big_text = "¡masked text ✓" * 1000  # over 4 KiB: unmasked in place when it comes through the buffer
     stream = b"".join(raw_frame(2, payload(n), mask=KEY) for n in sizes)
-    stream += raw_frame(1, "¡masked text ✓".encode(), mask=KEY[::-1])
+    stream += raw_frame(1, "¡masked text ✓".encode(), mask=KEY[::-1]) + raw_frame(
+        1, big_text.encode(), mask=KEY
+    )
     conn = Connection(client=False)
     pieces = [stream] if chunk is None else [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
     for piece in pieces:
@@ -215,4 +243,5 @@ def test_server_parser_unmasks_with_each_implementation(
     assert [(e.type, e.data) for e in events] == [
         *((WSMsgType.BINARY, payload(n)) for n in sizes),
         (WSMsgType.TEXT, "¡masked text ✓"),
+        (WSMsgType.TEXT, big_text),
     ]
