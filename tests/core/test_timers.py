@@ -3,7 +3,11 @@ comes in as an argument (`now`), deadlines go out as numbers")."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from wscore import Connection, State, WSConfig, WSMsgType, WSTimeoutError
 
@@ -167,3 +171,67 @@ class TestCloseAndOpenTimeouts:
         assert pair.server.next_deadline() is None
         pair.tick(5)
         assert pair.client.state is State.OPEN
+
+
+class TestHeartbeatProperty:
+    """Driven by a driver that sleeps until `next_deadline()`, against a peer that sends data at random
+    times and answers pings after a random delay (or never):
+
+    - a ping goes out only after `heartbeat` seconds without incoming data, and one at a time;
+    - the connection is dropped exactly `pong_timeout` after an unanswered ping, and only then;
+    - a peer that answers within the pong timeout is never dropped.
+    """
+
+    @settings(derandomize=True, database=None, deadline=None, max_examples=150)
+    @given(
+        heartbeat=st.sampled_from([1.0, 2.5, 10.0]),
+        pong_timeout=st.none() | st.sampled_from([0.5, 3.0]),
+        gaps=st.lists(st.floats(0.05, 30.0), max_size=15),
+        answer_after=st.none() | st.floats(0.0, 6.0),
+        client=st.booleans(),
+    )
+    def test_heartbeat_schedule(
+        self,
+        heartbeat: float,
+        pong_timeout: float | None,
+        gaps: list[float],
+        answer_after: float | None,
+        client: bool,
+    ) -> None:
+        effective = pong_timeout if pong_timeout is not None else heartbeat / 2
+        conn = open_connection(client, WSConfig(heartbeat=heartbeat, pong_timeout=pong_timeout), now=0.0)
+        data_times = list(itertools.accumulate(gaps))
+        last_data = 0.0
+        ping_at: float | None = None
+        pong_due: float | None = None
+        now = 0.0
+        while now < 100.0 and not conn.closed:
+            deadline = conn.next_deadline()
+            assert deadline is not None  # a heartbeat connection always has something to wait for
+            candidates = [deadline] + data_times[:1] + ([pong_due] if pong_due is not None else [])
+            now = max(now, min(candidates))
+            if data_times and now == data_times[0]:
+                data_times.pop(0)
+                conn.receive_data(peer_frame(conn, 0x2, b"data"), now=now)
+                last_data = now
+            elif pong_due is not None and now == pong_due:
+                pong_due = None
+                conn.receive_data(peer_frame(conn, 0xA, b""), now=now)
+                last_data = now
+            else:
+                conn.handle_timer(now)
+            for frame in parse_frames(conn.data_to_send()):
+                assert frame.opcode == 0x9, frame
+                assert ping_at is None or last_data >= ping_at, "a second ping while one is unanswered"
+                assert now - last_data >= heartbeat - 1e-9
+                ping_at = now
+                if answer_after is not None:
+                    pong_due = now + answer_after
+            if conn.closed:
+                assert ping_at is not None and last_data < ping_at
+                assert now == pytest.approx(ping_at + effective)
+                assert conn.close_code == 1006
+                assert isinstance(conn.exception, WSTimeoutError)
+        if answer_after is not None and answer_after < effective:
+            assert not conn.closed
+        event("dropped" if conn.closed else "kept")
