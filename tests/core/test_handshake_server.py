@@ -352,6 +352,11 @@ class TestExtensionNegotiation:
                 DeflateOptions(client_max_window_bits=9, server_max_window_bits=12),
                 "permessage-deflate; server_max_window_bits=12; client_max_window_bits=9",
             ),
+            (  # we would like to limit the client's window, but it did not say it can: §7.1.2.2
+                "permessage-deflate",
+                DeflateOptions(client_max_window_bits=9),
+                "permessage-deflate",
+            ),
             (
                 'permessage-deflate; client_max_window_bits="12"',
                 DeflateOptions(),
