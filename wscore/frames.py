@@ -47,11 +47,11 @@ _pack_key = struct.Struct("!BB4s").pack
 _pack_h_key = struct.Struct("!BBH4s").pack
 _pack_q_key = struct.Struct("!BBQ4s").pack
 
-# Pure-Python masking, two ways, switched on size (measured with benchmarks/core.py): up to a few
-# KiB, the payload and the repeated key as two big integers XORed in C; above, four strided passes
-# of bytes.translate (a C loop each) with one XOR table per key byte, which skips the int
-# conversions that cost about 0.5 ns a byte each way.
-_TRANSLATE_MIN = 4096
+# Pure-Python masking, two ways, switched on size (measured with benchmarks/core.py): up to ~768
+# bytes, the payload and the repeated key as two big integers XORed in C; above, a bytearray copy
+# XORed in place by four strided passes of bytes.translate (a C loop each, one XOR table per key
+# byte), which skips the int conversions that cost about 0.5 ns a byte each way.
+_TRANSLATE_MIN = 768
 _xor_tables: list[bytes | None] = [None] * 256
 
 
@@ -62,6 +62,13 @@ def _xor_table(k: int) -> bytes:
     return table
 
 
+def _xor_strided(buf: bytearray, start: int, end: int, key: bytes | bytearray) -> None:
+    buf[start:end:4] = buf[start:end:4].translate(_xor_table(key[0]))
+    buf[start + 1 : end : 4] = buf[start + 1 : end : 4].translate(_xor_table(key[1]))
+    buf[start + 2 : end : 4] = buf[start + 2 : end : 4].translate(_xor_table(key[2]))
+    buf[start + 3 : end : 4] = buf[start + 3 : end : 4].translate(_xor_table(key[3]))
+
+
 def mask_py(data: bytes | bytearray | memoryview, key: bytes | bytearray) -> bytes:
     """XOR `data` with the 4-byte masking `key` (RFC 6455 §5.3); masking and unmasking are the same."""
     n = len(data)
@@ -69,12 +76,8 @@ def mask_py(data: bytes | bytearray | memoryview, key: bytes | bytearray) -> byt
         return (
             int.from_bytes(data, "little") ^ int.from_bytes((key * ((n >> 2) + 1))[:n], "little")
         ).to_bytes(n, "little")
-    src = data if isinstance(data, bytes) else bytes(data)
-    out = bytearray(n)
-    out[0::4] = src[0::4].translate(_xor_table(key[0]))
-    out[1::4] = src[1::4].translate(_xor_table(key[1]))
-    out[2::4] = src[2::4].translate(_xor_table(key[2]))
-    out[3::4] = src[3::4].translate(_xor_table(key[3]))
+    out = bytearray(data)
+    _xor_strided(out, 0, n, key)
     return bytes(out)
 
 
@@ -90,12 +93,16 @@ def unmask_from_py(buf: bytes | bytearray, start: int, end: int) -> bytes:
     if n < 126:
         v = int.from_bytes(buf[start - 4 : end], "little")
         return (((v >> 32) ^ (v & 0xFFFFFFFF) * _REPEAT[n]) & _LOW_BYTES[n]).to_bytes(n, "little")
-    return mask_py(buf[start:end], buf[start - 4 : start])
+    # A view: the payload is copied once, by mask_py; the view is gone when it returns.
+    return mask_py(memoryview(buf)[start:end], buf[start - 4 : start])
 
 
 def unmask_inplace_py(buf: bytearray, start: int, end: int) -> None:
     """Unmask `buf[start:end]` in place with the key in `buf[start-4:start]`."""
-    buf[start:end] = mask_py(buf[start:end], buf[start - 4 : start])
+    if end - start < _TRANSLATE_MIN:
+        buf[start:end] = mask_py(buf[start:end], buf[start - 4 : start])
+    else:
+        _xor_strided(buf, start, end, buf[start - 4 : start])
 
 
 def masked_frame_py(header: bytes, payload: bytes | bytearray | memoryview, key: bytes) -> bytes:
