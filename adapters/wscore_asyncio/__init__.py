@@ -1,1 +1,60 @@
-"""placeholder"""
+"""wscore_asyncio: WebSockets on asyncio (and uvloop) with aiohttp's WebSocket API, driven by wscore.
+
+    async with wscore_asyncio.connect("ws://127.0.0.1:8765/") as ws:
+        await ws.send_str("hello")
+        msg = await ws.receive()
+
+Everything an application needs is exported here: `connect`, `serve`, the `WebSocket` connection,
+`broadcast`, the embedding helpers, and the core's message and error types.
+"""
+
+from __future__ import annotations
+
+from wscore import (
+    ConnectionClosed,
+    DeflateOptions,
+    HandshakeError,
+    InvalidStateError,
+    MessageTooBig,
+    ProtocolError,
+    Request,
+    WSCloseCode,
+    WSError,
+    WSMessage,
+    WSMessageTypeError,
+    WSMsgType,
+    WSTimeoutError,
+)
+from wscore.adapter import DEFAULT_MAX_QUEUE, WSTimeout
+
+from ._client import client_ssl_context, connect
+from ._connection import WebSocket, broadcast, wrap_transport
+from ._server import Server, accept_socket, echo, echo_handler, serve
+
+__all__ = [
+    "DEFAULT_MAX_QUEUE",
+    "ConnectionClosed",
+    "DeflateOptions",
+    "HandshakeError",
+    "InvalidStateError",
+    "MessageTooBig",
+    "ProtocolError",
+    "Request",
+    "Server",
+    "WSCloseCode",
+    "WSError",
+    "WSMessage",
+    "WSMessageTypeError",
+    "WSMsgType",
+    "WSTimeout",
+    "WSTimeoutError",
+    "WebSocket",
+    "accept_socket",
+    "broadcast",
+    "client_ssl_context",
+    "connect",
+    "echo",
+    "echo_handler",
+    "serve",
+    "wrap_transport",
+]

@@ -1,0 +1,172 @@
+"""`connect()`: the client side (aiohttp's `ws_connect` arguments)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl as ssl_module
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from wscore import ClientConnection, DeflateOptions, WSTimeoutError
+from wscore.adapter import DEFAULT_MAX_QUEUE, WSTimeout, header_pairs, make_config, parse_url
+
+from ._connection import WebSocket
+
+__all__ = ["connect", "client_ssl_context"]
+
+
+def client_ssl_context(ssl: ssl_module.SSLContext | bool | None) -> ssl_module.SSLContext:
+    """aiohttp's `ssl=` for a wss:// URL: a context as is, True/None the default verification,
+    False no verification at all (tests only)."""
+    if isinstance(ssl, ssl_module.SSLContext):
+        return ssl
+    if ssl is False:
+        context = ssl_module.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl_module.CERT_NONE
+        return context
+    return ssl_module.create_default_context()
+
+
+async def _open(
+    url: str,
+    *,
+    protocols: Sequence[str],
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+    origin: str | None,
+    timeout: WSTimeout,
+    open_timeout: float | None,
+    heartbeat: float | None,
+    pong_timeout: float | None,
+    autoping: bool,
+    autoclose: bool,
+    compress: bool | int | DeflateOptions | None,
+    max_msg_size: int | None,
+    max_queue: int,
+    ssl: ssl_module.SSLContext | bool | None,
+    server_hostname: str | None,
+    sock: socket.socket | None,
+) -> WebSocket:
+    parsed = parse_url(url)
+    if isinstance(protocols, str):
+        raise TypeError("protocols must be a sequence of str, not a str")
+    config = make_config(
+        heartbeat=heartbeat,
+        pong_timeout=pong_timeout,
+        autoping=autoping,
+        autoclose=autoclose,
+        timeout=timeout,
+        open_timeout=open_timeout,
+        compress=compress,
+        max_msg_size=max_msg_size,
+    )
+    loop = asyncio.get_running_loop()
+    conn = ClientConnection(
+        parsed.host_header,
+        parsed.target,
+        subprotocols=protocols,
+        origin=origin,
+        extra_headers=header_pairs(headers),
+        config=config,
+        now=loop.time(),
+    )
+    ws = WebSocket(conn, max_queue=max_queue, receive_timeout=timeout.receive, loop=loop)
+    context = client_ssl_context(ssl) if parsed.secure else None
+    kwargs: dict[str, Any] = {"ssl": context}
+    if context is not None:
+        kwargs["server_hostname"] = server_hostname if server_hostname is not None else parsed.host
+    if sock is not None:
+        kwargs["sock"] = sock
+        connecting = loop.create_connection(lambda: ws, **kwargs)
+    else:
+        connecting = loop.create_connection(lambda: ws, parsed.host, parsed.port, **kwargs)
+    try:
+        # The core bounds the handshake; TCP (and TLS) connect needs its own bound.
+        await asyncio.wait_for(connecting, open_timeout)
+    except asyncio.TimeoutError:
+        raise WSTimeoutError(f"TCP/TLS connect not finished within {open_timeout} s") from None
+    assert ws._opened is not None
+    try:
+        await ws._opened
+    except BaseException:
+        ws._abort()
+        await ws._wait_lost()
+        raise
+    return ws
+
+
+class connect:
+    """Open a client connection to a ws:// or wss:// URL.
+
+    `await connect(url)` returns a `WebSocket`; `async with connect(url) as ws:` also closes it on exit.
+    A refused upgrade raises `HandshakeError` (with `status`, `headers`, `body`); the handshake and TCP
+    connect are bounded by `open_timeout` (`WSTimeoutError`).
+
+    - `protocols`: subprotocols to offer; `headers`: extra request headers; `origin`: the Origin header.
+    - `timeout=WSTimeout(receive=, close=)`: the default bound of each `receive()`, and of the close.
+    - `heartbeat`: ping after that many idle seconds; no pong within `pong_timeout` (default half of
+      it) drops the connection. `autoping`, `autoclose`: as in aiohttp.
+    - `compress`: offer permessage-deflate (True/15, a window size 9-14, or `DeflateOptions`).
+    - `max_msg_size`: largest message accepted (0: no limit); `max_queue`: received messages held
+      before reading from the socket pauses.
+    - `ssl`: an `SSLContext`, True (default verification) or False (none); `sock`: an already
+      connected socket to use instead of connecting.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        protocols: Sequence[str] = (),
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        origin: str | None = None,
+        timeout: WSTimeout | None = None,
+        open_timeout: float | None = 10.0,
+        heartbeat: float | None = None,
+        pong_timeout: float | None = None,
+        autoping: bool = True,
+        autoclose: bool = True,
+        compress: bool | int | DeflateOptions | None = 0,
+        max_msg_size: int | None = 4 * 1024 * 1024,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        server_hostname: str | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
+        self._ws: WebSocket | None = None
+        self._coro_args: dict[str, Any] = {
+            "protocols": protocols,
+            "headers": headers,
+            "origin": origin,
+            "timeout": timeout or WSTimeout(),
+            "open_timeout": open_timeout,
+            "heartbeat": heartbeat,
+            "pong_timeout": pong_timeout,
+            "autoping": autoping,
+            "autoclose": autoclose,
+            "compress": compress,
+            "max_msg_size": max_msg_size,
+            "max_queue": max_queue,
+            "ssl": ssl,
+            "server_hostname": server_hostname,
+            "sock": sock,
+        }
+        self._url = url
+
+    def __await__(self) -> Generator[Any, None, WebSocket]:
+        return _open(self._url, **self._coro_args).__await__()
+
+    async def __aenter__(self) -> WebSocket:
+        self._ws = await _open(self._url, **self._coro_args)
+        return self._ws
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._ws is not None
+        await self._ws.close()

@@ -1,0 +1,610 @@
+"""The connection object: an `asyncio.Protocol` that drives a wscore core, with aiohttp's WebSocket API.
+
+One object per connection is both the transport's protocol (bytes in, via `data_received`) and what
+the application calls (`receive`, `send_str`, `close`, ...). A received message is appended to a
+deque; `receive()` pops it without awaiting when one is ready, so a small message costs a method
+call, not a task switch. One `loop.call_at` timer per connection follows `core.next_deadline()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from wscore import (
+    CLOSED_MESSAGE,
+    CLOSING_MESSAGE,
+    Connection,
+    ConnectionClosed,
+    HandshakeError,
+    Request,
+    ServerConnection,
+    State,
+    WSMessage,
+    WSMsgType,
+    encode_frame,
+)
+from wscore.adapter import (
+    DEFAULT_MAX_QUEUE,
+    close_args,
+    compress_flag,
+    control_payload,
+    decode_json,
+    expect_bytes,
+    expect_str,
+    text_or_bytes,
+)
+
+__all__ = ["WebSocket", "broadcast", "wrap_transport"]
+
+_OPEN: Final = State.OPEN
+_CLOSING: Final = State.CLOSING
+_CONNECTING: Final = State.CONNECTING
+_STOP_ITERATION: Final = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
+# How long a closing transport may take to flush before it is aborted, when no close timeout is set.
+_DEFAULT_FLUSH_TIMEOUT: Final = 10.0
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(asyncio.TimeoutError())
+
+
+class WebSocket(asyncio.Protocol):
+    """A WebSocket connection (client or server) with aiohttp's `ClientWebSocketResponse` API.
+
+    Get one from `connect()`, as the argument of a `serve()` handler, or from `wrap_transport()`.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        receive_timeout: float | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        self._conn = conn
+        self._loop = loop or asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._queue: deque[WSMessage] = deque()
+        self._max_queue = max_queue
+        self._receive_timeout = receive_timeout
+        self._waiter: asyncio.Future[None] | None = None
+        self._read_paused = False
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._abort_handle: asyncio.TimerHandle | None = None
+        self._transport_closing = False
+        self._lost: asyncio.Future[None] = self._loop.create_future()
+        self._handshaking = conn.state is _CONNECTING
+        # Resolved when the client's handshake ends (result or HandshakeError).
+        self._opened: asyncio.Future[None] | None = (
+            self._loop.create_future() if self._handshaking and conn.client else None
+        )
+        # Server side: called once when the upgrade request has arrived.
+        self._on_request: Callable[[WebSocket], None] | None = None
+        self._closing = False  # the application called close(): later messages are discarded
+        self.request: Request | None = None
+        """Server side: the upgrade request (path, headers) the connection was opened with."""
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._sync()
+
+    def data_received(self, data: bytes) -> None:
+        if self._handshaking:
+            self._handshake_data(data)
+            return
+        conn = self._conn
+        conn.receive_data(data, self._loop.time())
+        out = conn.data_to_send()
+        if out:
+            self._transport.write(out)  # type: ignore[union-attr]
+        events = conn.events()
+        if events:
+            self._dispatch(events)
+        if conn.state is not _OPEN:
+            self._sync()
+
+    def eof_received(self) -> None:
+        self._eof()
+        # Returning None lets the transport close itself; the core has what it needs.
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport_closing = True
+        self._write_paused = False
+        for handle in (self._timer, self._abort_handle):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._abort_handle = None
+        if not self._conn.close_transport or self._handshaking:
+            self._eof()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        for fut in self._drain_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._drain_waiters.clear()
+        if self._opened is not None and not self._opened.done():
+            self._opened.set_exception(
+                self._conn.exception or HandshakeError("connection closed during the opening handshake")
+            )
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        for fut in self._drain_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._drain_waiters.clear()
+
+    # -- driving the core --------------------------------------------------------------------------
+
+    def _eof(self) -> None:
+        conn = self._conn
+        try:
+            conn.receive_eof()
+        except HandshakeError as exc:
+            if self._opened is not None and not self._opened.done():
+                self._opened.set_exception(exc)
+        self._sync()
+
+    def _handshake_data(self, data: bytes) -> None:
+        conn = self._conn
+        try:
+            conn.receive_data(data, self._loop.time())
+        except HandshakeError as exc:
+            if self._opened is not None and not self._opened.done():
+                self._opened.set_exception(exc)
+            self._sync()
+            return
+        if conn.client:
+            if conn.state is not _CONNECTING:
+                # Open, or already failed by a bad frame that came with the 101: either way the
+                # handshake succeeded and the application reads what happened from receive().
+                self._handshaking = False
+                assert self._opened is not None
+                if not self._opened.done():
+                    self._opened.set_result(None)
+            self._sync()
+        elif isinstance(conn, ServerConnection) and conn.request is not None and self.request is None:
+            # Until the application accepts, bytes after the request would pile up in the core.
+            self.request = conn.request
+            self._pause_reading()
+            if self._on_request is not None:
+                self._on_request(self)
+
+    def _sync(self) -> None:
+        """After a call into the core: write its output, deliver its events, follow its timers."""
+        conn = self._conn
+        transport = self._transport
+        out = conn.data_to_send()
+        if out and transport is not None and not self._transport_closing:
+            transport.write(out)
+        events = conn.events()
+        if events:
+            self._dispatch(events)
+        if conn.close_transport:
+            self._close_transport()
+        elif transport is not None:
+            self._arm_timer()
+
+    def _dispatch(self, events: list[WSMessage]) -> None:
+        if self._closing:
+            return  # the application is closing: like aiohttp's close(), drop what still arrives
+        queue = self._queue
+        queue.extend(events)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if len(queue) >= self._max_queue and not self._read_paused:
+            self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self._transport is not None and not self._transport_closing:
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused:
+            self._read_paused = False
+            if self._transport is not None and not self._transport_closing:
+                self._transport.resume_reading()
+
+    def _arm_timer(self) -> None:
+        deadline = self._conn.next_deadline()
+        timer = self._timer
+        if deadline is None:
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
+            return
+        if timer is not None:
+            if self._timer_at <= deadline:
+                return  # it fires first, then re-reads the deadline
+            timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        # call_at may fire a clock tick early; the core must see the deadline as reached.
+        self._conn.handle_timer(max(self._loop.time(), self._timer_at))
+        self._sync()
+
+    def _close_transport(self) -> None:
+        transport = self._transport
+        if transport is None or self._transport_closing:
+            return
+        self._transport_closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport.close()
+        if not self._lost.done():
+            # A peer that does not read could keep the buffered bytes from ever flushing.
+            delay = self._conn.config.close_timeout or _DEFAULT_FLUSH_TIMEOUT
+            self._abort_handle = self._loop.call_later(delay, transport.abort)
+
+    def _abort(self) -> None:
+        """Drop the TCP connection now, without a close handshake."""
+        transport = self._transport
+        if transport is not None and not self._lost.done():
+            self._transport_closing = True
+            transport.abort()
+
+    async def _wait_lost(self) -> None:
+        await asyncio.shield(self._lost)
+
+    async def _drain(self) -> None:
+        if self._lost.done():
+            raise ConnectionClosed(self._conn.close_code, self._conn.close_reason)
+        fut = self._loop.create_future()
+        self._drain_waiters.append(fut)
+        await fut
+        if self._lost.done():
+            raise ConnectionClosed(self._conn.close_code, self._conn.close_reason)
+
+    def _write_out(self) -> None:
+        out = self._conn.data_to_send()
+        if out and not self._transport_closing:
+            self._transport.write(out)  # type: ignore[union-attr]
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    async def receive(self, timeout: float | None = None) -> WSMessage:
+        """The next message. TEXT/BINARY (and PING/PONG with autoping off) as they arrive; then CLOSE
+        (the peer's code in `data`, reason in `extra`) or ERROR (the exception); then CLOSED forever.
+
+        `timeout` (default: the connection's receive timeout) raises `asyncio.TimeoutError` and leaves
+        the connection open. Only one task may receive at a time (`RuntimeError` otherwise).
+        """
+        if self._waiter is not None:
+            raise RuntimeError("Concurrent call to receive() is not allowed")
+        queue = self._queue
+        if queue:
+            msg = queue.popleft()
+            if self._read_paused and len(queue) < self._max_queue:
+                self._resume_reading()
+            return msg
+        return await self._receive_wait(timeout)
+
+    async def _receive_wait(self, timeout: float | None) -> WSMessage:
+        queue = self._queue
+        conn = self._conn
+        while not queue:
+            if conn.closed or self._lost.done():
+                return CLOSED_MESSAGE
+            if self._closing:
+                await self._wait_lost()
+                return CLOSED_MESSAGE
+            if conn.state is _CLOSING:
+                # The peer's close (autoclose off) was delivered: the answer is ours to send, as aiohttp does.
+                await self.close()
+                return CLOSED_MESSAGE
+            if self._read_paused:
+                self._resume_reading()
+            waiter = self._waiter = self._loop.create_future()
+            timeout = timeout or self._receive_timeout
+            handle = self._loop.call_later(timeout, _expire, waiter) if timeout else None
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if handle is not None:
+                    handle.cancel()
+        msg = queue.popleft()
+        if self._read_paused and len(queue) < self._max_queue:
+            self._resume_reading()
+        return msg
+
+    async def receive_str(self, *, timeout: float | None = None) -> str:
+        """The next message's text; any other kind raises `WSMessageTypeError`."""
+        return expect_str(await self.receive(timeout))
+
+    async def receive_bytes(self, *, timeout: float | None = None) -> bytes:
+        """The next message's bytes; any other kind raises `WSMessageTypeError`."""
+        return expect_bytes(await self.receive(timeout))
+
+    async def receive_json(
+        self, *, loads: Callable[[str], Any] = json.loads, timeout: float | None = None
+    ) -> Any:
+        """The next TEXT message decoded with `loads`."""
+        return decode_json(await self.receive(timeout), loads)
+
+    def __aiter__(self) -> WebSocket:
+        return self
+
+    async def __anext__(self) -> WSMessage:
+        msg = await self.receive()
+        if msg.type in _STOP_ITERATION:
+            raise StopAsyncIteration
+        return msg
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    async def send_str(self, data: str, compress: bool | int | None = None) -> None:
+        """Send a text message; `compress` overrides whether this one is compressed (None: the default)."""
+        if not isinstance(data, str):
+            raise TypeError(f"data argument must be str, not {type(data).__name__}")
+        conn = self._conn
+        if compress is None:
+            conn.send_text(data)
+        else:
+            conn.send_text(data, compress=compress_flag(compress))
+        out = conn.data_to_send()
+        if not self._transport_closing:
+            self._transport.write(out)  # type: ignore[union-attr]
+        if self._write_paused:
+            await self._drain()
+
+    async def send_bytes(
+        self, data: bytes | bytearray | memoryview, compress: bool | int | None = None
+    ) -> None:
+        """Send a binary message; `compress` as in `send_str`."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be bytes-like, not {type(data).__name__}")
+        conn = self._conn
+        if compress is None:
+            conn.send_bytes(data)
+        else:
+            conn.send_bytes(data, compress=compress_flag(compress))
+        out = conn.data_to_send()
+        if not self._transport_closing:
+            self._transport.write(out)  # type: ignore[union-attr]
+        if self._write_paused:
+            await self._drain()
+
+    async def send_json(
+        self, data: Any, compress: bool | int | None = None, *, dumps: Callable[[Any], str] = json.dumps
+    ) -> None:
+        """Send `dumps(data)` as a text message."""
+        await self.send_str(dumps(data), compress=compress)
+
+    async def send_frame(
+        self, message: bytes | bytearray | memoryview, opcode: int, compress: bool | int | None = None
+    ) -> None:
+        """Send one frame with `opcode` (TEXT, BINARY, CONTINUATION, PING, PONG or CLOSE)."""
+        text_or_bytes(message, "bytes")
+        payload = bytes(message)
+        conn = self._conn
+        flag = compress_flag(compress) if compress is not None else None
+        if flag and opcode == WSMsgType.BINARY:
+            conn.send_bytes(payload, compress=True)
+        elif flag and opcode == WSMsgType.TEXT:
+            conn.send_text(payload.decode("utf-8"), compress=True)
+        elif opcode == WSMsgType.CLOSE:
+            if not payload:
+                await self.close(code=None)
+                return
+            await self.close(code=int.from_bytes(payload[:2], "big"), message=payload[2:])
+            return
+        else:
+            conn.send_frame(payload, int(opcode))
+        self._write_out()
+        if self._write_paused:
+            await self._drain()
+
+    async def ping(self, message: bytes | str = b"") -> None:
+        """Send a ping (at most 125 bytes, else `ValueError`)."""
+        self._conn.ping(control_payload(message), self._loop.time())
+        self._write_out()
+        self._arm_timer()
+
+    async def pong(self, message: bytes | str = b"") -> None:
+        """Send a pong: an unsolicited one, or the answer to a ping with autoping off."""
+        self._conn.pong(control_payload(message))
+        self._write_out()
+
+    def send_prepared(self, frame: bytes) -> bool:
+        """Write a frame made by `wscore.encode_frame` without waiting (server side); False if the
+        connection is not open or its write buffer is full (the frame is then not sent)."""
+        conn = self._conn
+        if self._write_paused or conn.close_sent or conn.state is not _OPEN or self._transport_closing:
+            return False
+        conn.send_prepared(frame)
+        self._transport.write(conn.data_to_send())  # type: ignore[union-attr]
+        return True
+
+    # -- closing -----------------------------------------------------------------------------------
+
+    async def close(self, *, code: int | None = 1000, message: bytes | str = b"") -> bool:
+        """Close: send a close frame, wait for the peer's (within the close timeout) and for TCP to
+        close. Returns True if this call closed the connection, False if it was already closing.
+
+        A task waiting in `receive()` gets a CLOSING message. Cancelling close() drops the connection.
+        """
+        code, reason = close_args(code, message)
+        conn = self._conn
+        result = False
+        if conn.state is _CONNECTING:
+            # Not yet accepted (server) or not yet opened: there is no close handshake to do.
+            self._abort()
+        elif not (conn.closed or conn.close_sent):
+            if not self._closing:
+                self._closing = True
+                self._queue.clear()
+                waiter = self._waiter
+                if waiter is not None and not waiter.done():
+                    self._queue.append(CLOSING_MESSAGE)
+                    waiter.set_result(None)
+                self._resume_reading()  # the peer's close frame must get through
+            result = conn.close(code, reason, self._loop.time())
+            self._sync()
+        try:
+            await self._wait_lost()
+        except asyncio.CancelledError:
+            self._abort()
+            raise
+        return result
+
+    async def __aenter__(self) -> WebSocket:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- state -------------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once a close frame was sent or the connection is closed."""
+        conn = self._conn
+        return conn.close_sent or conn.closed or self._lost.done()
+
+    @property
+    def close_code(self) -> int | None:
+        """The peer's close code, ours if we failed the connection, 1006 if it dropped, else None."""
+        return self._conn.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The reason that came with `close_code`."""
+        return self._conn.close_reason
+
+    @property
+    def protocol(self) -> str | None:
+        """The negotiated subprotocol, or None."""
+        return self._conn.subprotocol
+
+    @property
+    def core(self) -> Connection:
+        """The sans-I/O connection this object drives."""
+        return self._conn
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        """The asyncio transport, once connected."""
+        return self._transport
+
+    def exception(self) -> BaseException | None:
+        """Why the connection failed or dropped (protocol error, timeout, EOF), else None."""
+        return self._conn.exception
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """The transport's extra info (`peername`, `sslcontext`, `socket`, ...)."""
+        if self._transport is None:
+            return default
+        return self._transport.get_extra_info(name, default)
+
+    def write_buffer_size(self) -> int:
+        """Bytes written but not yet sent by the transport."""
+        if self._transport is None or self._transport_closing:
+            return 0
+        return self._transport.get_write_buffer_size()
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed (without starting a close)."""
+        await self._wait_lost()
+
+    def __repr__(self) -> str:
+        role = "client" if self._conn.client else "server"
+        return f"<WebSocket {role} {self._conn.state.name}>"
+
+
+def broadcast(
+    connections: Iterable[WebSocket],
+    message: str | bytes | bytearray | memoryview,
+    *,
+    limit: int | None = None,
+) -> list[WebSocket]:
+    """Send `message` to every open connection without waiting; return the ones skipped.
+
+    The frame is encoded once and written to each server-side connection as is (uncompressed, which
+    permessage-deflate allows per message). A connection is skipped when it is not open, is in the
+    middle of a fragmented send, or its write buffer is full (over the transport's high-water mark, or
+    over `limit` bytes when given), so one slow client never stalls the others.
+    """
+    if isinstance(message, str):
+        frame = encode_frame(1, message.encode("utf-8"))
+    elif isinstance(message, (bytes, bytearray, memoryview)):
+        frame = encode_frame(2, bytes(message))
+    else:
+        raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+    skipped: list[WebSocket] = []
+    for ws in connections:
+        if limit is not None and ws.write_buffer_size() > limit:
+            skipped.append(ws)
+            continue
+        if ws.core.client:
+            # A client masks each frame with its own key: no shared encoding is possible.
+            if ws._write_paused or ws.closed:
+                skipped.append(ws)
+                continue
+            if isinstance(message, str):
+                ws.core.send_text(message)
+            else:
+                ws.core.send_bytes(message)
+            ws._write_out()
+            continue
+        try:
+            sent = ws.send_prepared(frame)
+        except Exception:  # a fragmented send in progress (InvalidStateError) or already closed
+            sent = False
+        if not sent:
+            skipped.append(ws)
+    return skipped
+
+
+def wrap_transport(
+    transport: asyncio.Transport,
+    conn: Connection,
+    *,
+    initial_data: bytes = b"",
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    receive_timeout: float | None = None,
+) -> WebSocket:
+    """Run `conn` over a transport that is already connected (the embedding path).
+
+    `conn` is a core connection in the OPEN state: `wscore.Connection(client=False, ...)` after another
+    framework did the upgrade, or a `ServerConnection` on which `receive_request()` and `accept()` were
+    called (its 101 response, still in `data_to_send()`, is written first). `initial_data` holds bytes
+    the framework read past the request. The transport's protocol becomes the returned `WebSocket`.
+    """
+    if conn.state is _CONNECTING:
+        raise ValueError("the connection's handshake is not done: accept() it first")
+    loop = asyncio.get_running_loop()
+    ws = WebSocket(conn, max_queue=max_queue, receive_timeout=receive_timeout, loop=loop)
+    if isinstance(conn, ServerConnection):
+        ws.request = conn.request
+    transport.set_protocol(ws)
+    ws.connection_made(transport)
+    if initial_data:
+        ws.data_received(initial_data)
+    return ws
