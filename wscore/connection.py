@@ -354,6 +354,8 @@ class Connection:
             key = bytes(data[pos + hlen - 4 : pos + hlen])
             chunk = mask(chunk, key[offset:] + key[:offset])
         self._probe_checked += n - start
+        if chunk.isascii() and not self._probe.getstate()[0]:
+            return  # ASCII after a whole character is valid and leaves nothing pending: no decode
         try:
             self._probe.decode(chunk, False)
         except UnicodeDecodeError:

@@ -145,3 +145,29 @@ def test_a_callers_bytearray_is_never_modified(text: bool) -> None:
     conn.receive_data(rest)  # completes the buffered frame: the in-place path, on our buffer
     assert rest == frame[50:]
     assert [e.data for e in conn.events()] == [message]
+
+
+@pytest.mark.parametrize("client", [True, False], ids=["client", "server"])
+def test_fail_fast_when_ascii_follows_a_cut_character(client: bool) -> None:
+    """The partial-frame UTF-8 probe skips decoding ASCII reads, but not when a multi-byte character
+    is pending: "\\xc3" then ASCII fails with 1007 at once, before the frame is complete (§8.1)."""
+    payload = b"a" * 5000 + b"\xc3" + b"a" * 5000
+    frame = raw_frame(1, payload, mask=None if client else KEY)
+    head = len(frame) - len(payload)
+    conn = Connection(client=client)
+    conn.receive_data(frame[: head + 5001])  # ends right after the lead byte
+    assert conn.events() == []
+    conn.receive_data(frame[head + 5001 : head + 5100])  # ASCII only
+    assert error_of(conn) == 1007
+
+
+@pytest.mark.parametrize("client", [True, False], ids=["client", "server"])
+def test_ascii_reads_of_a_large_text_frame_then_a_bad_byte(client: bool) -> None:
+    payload = b"a" * 9000 + b"\xff" + b"a" * 1000
+    frame = raw_frame(1, payload, mask=None if client else KEY)
+    conn = Connection(client=client)
+    for piece in chunks(frame[:8000], 1000):
+        conn.receive_data(piece)
+        assert conn.events() == []
+    conn.receive_data(frame[8000:9100])
+    assert error_of(conn) == 1007
