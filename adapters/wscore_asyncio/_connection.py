@@ -92,6 +92,9 @@ class WebSocket(asyncio.Protocol):
         # Server side: called once when the upgrade request has arrived.
         self._on_request: Callable[[WebSocket], None] | None = None
         self._closing = False  # the application called close(): later messages are discarded
+        # A server's set of live connections. Joined in connection_made: with TLS, a connection whose
+        # TLS handshake fails never reaches this protocol at all.
+        self._registry: set[WebSocket] | None = None
         self.request: Request | None = None
         """Server side: the upgrade request (path, headers) the connection was opened with."""
 
@@ -100,6 +103,8 @@ class WebSocket(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        if self._registry is not None:
+            self._registry.add(self)
         self._sync()
 
     def data_received(self, data: bytes) -> None:
@@ -143,6 +148,8 @@ class WebSocket(asyncio.Protocol):
             )
         if not self._lost.done():
             self._lost.set_result(None)
+        if self._registry is not None:
+            self._registry.discard(self)
 
     def pause_writing(self) -> None:
         self._write_paused = True

@@ -110,8 +110,7 @@ class Server:
             conn, max_queue=self._max_queue, receive_timeout=self._receive_timeout, loop=self._loop
         )
         ws._on_request = self._on_request
-        self._connections.add(ws)
-        ws._lost.add_done_callback(lambda _: self._connections.discard(ws))
+        ws._registry = self._connections
         return ws
 
     def _on_request(self, ws: WebSocket) -> None:
