@@ -170,9 +170,9 @@ class PairMachine(RuleBasedStateMachine):
     def send_frame(self, side: str, payload: bytes, opcode: int) -> None:
         if opcode == 0x1:
             payload = payload.decode("latin-1").encode()  # valid UTF-8 text
-        if opcode in (0x0, 0x1, 0x2) and self.conns[side]._send_opcode:
-            return  # interleaving raw data frames into our own fragmented message is the caller's bug
-        if opcode in (0x0,):
+        # (send_message finishes its fragmented messages within one step, so a raw data frame never
+        # lands inside one of ours.)
+        if opcode == 0x0:
             return  # a raw continuation would corrupt the stream on purpose: see inject_garbage
         if opcode in (0x1, 0x2):
             if self.call(side, "send_frame", payload, opcode):
