@@ -348,11 +348,13 @@ class Connection:
             self._probe = _Utf8Decoder()
             if data[pos] & 0x0F == 0:  # a continuation: carry over the message's pending bytes
                 self._probe.setstate(self._utf8.getstate())
-        chunk = data[start:n]
+        chunk: bytes | bytearray
         if self._expect_mask:
             offset = self._probe_checked & 3
             key = bytes(data[pos + hlen - 4 : pos + hlen])
-            chunk = mask(chunk, key[offset:] + key[:offset])
+            chunk = mask(memoryview(data)[start:n], key[offset:] + key[:offset])  # one copy, not two
+        else:
+            chunk = data[start:n]
         self._probe_checked += n - start
         if chunk.isascii() and not self._probe.getstate()[0]:
             return  # ASCII after a whole character is valid and leaves nothing pending: no decode
