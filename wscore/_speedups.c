@@ -213,16 +213,32 @@ static PyMethodDef speedups_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* Multi-phase init and no module state: safe in subinterpreters and, having no shared mutable
+ * state, without the GIL on free-threaded builds. */
+static PyModuleDef_Slot speedups_slots[] = {
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
+
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     "wscore._speedups",
     "Optional C implementation of WebSocket masking.",
-    -1,
+    0,
     speedups_methods,
+    speedups_slots,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&speedups_module);
+    return PyModuleDef_Init(&speedups_module);
 }
