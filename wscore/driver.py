@@ -65,6 +65,7 @@ __all__ = [
     "connect_stream",
     "echo_handler",
     "serve_stream",
+    "wrap_stream",
 ]
 
 logger = logging.getLogger("wscore")
@@ -152,6 +153,9 @@ class IOBackend:
     def extra_info(self, stream: Any, name: str) -> Any:
         """`get_extra_info(name)`: "peername", "sockname", "ssl_object", ...; None if unknown."""
         return None
+
+
+_W = TypeVar("_W", bound="StreamWebSocket")
 
 
 class StreamWebSocket:
@@ -312,7 +316,7 @@ class StreamWebSocket:
         """The next TEXT message decoded with `loads`."""
         return decode_json(await self.receive(timeout), loads)
 
-    def __aiter__(self) -> StreamWebSocket:
+    def __aiter__(self: _W) -> _W:
         return self
 
     async def __anext__(self) -> WSMessage:
@@ -551,6 +555,9 @@ class StreamWebSocket:
     async def _timer(self) -> None:
         io = self.io
         conn = self._conn
+        # A connection made without `now` (the embedding path) learns the clock here.
+        conn.handle_timer(io.current_time())
+        self._after_io()
         while True:
             deadline = conn.next_deadline()
             with io.cancel_scope(deadline=math.inf if deadline is None else deadline) as scope:
@@ -566,7 +573,7 @@ class StreamWebSocket:
     # -- lifetime ------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def running(self, *, server: bool = False) -> AsyncIterator[StreamWebSocket]:
+    async def running(self: _W, *, server: bool = False) -> AsyncIterator[_W]:
         """Run the background tasks for the body; on exit close the connection (1000; 1001 when the
         body is cancelled; 1011 when a server handler raised) and end them. The body's exception is
         re-raised as it is, not wrapped in an exception group."""
@@ -603,9 +610,6 @@ class StreamWebSocket:
             finally:
                 assert self._bg_scope is not None
                 self._bg_scope.cancel()
-
-
-_W = TypeVar("_W", bound=StreamWebSocket)
 
 
 @asynccontextmanager
@@ -683,6 +687,22 @@ async def connect_stream(
     ws = ws_class(stream, conn, receive_timeout=receive_timeout_of(timeout), max_queue=max_queue)
     async with ws.running() as running:
         yield running
+
+
+def wrap_stream(
+    ws_class: type[_W],
+    stream: Any,
+    conn: Connection,
+    *,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    receive_timeout: float | None = None,
+) -> AbstractAsyncContextManager[_W]:
+    """Run `conn` (a core connection past its handshake) over an already connected `stream`: the
+    embedding path. A `ServerConnection` just accepted still holds its 101 response, written first."""
+    if conn.state is State.CONNECTING:
+        raise ValueError("the connection's handshake is not done: accept() it first")
+    ws = ws_class(stream, conn, max_queue=max_queue, receive_timeout=receive_timeout)
+    return ws.running(server=not conn.client)
 
 
 async def serve_stream(

@@ -28,6 +28,7 @@ from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSListener, TLSStream
 
 from wscore import (
+    Connection,
     ConnectionClosed,
     DeflateOptions,
     HandshakeError,
@@ -51,6 +52,7 @@ from wscore.driver import (
     serve_stream,
 )
 from wscore.driver import broadcast as _broadcast
+from wscore.driver import wrap_stream as _wrap_stream
 from wscore.handshake import HeadersLike, SubprotocolSelector
 
 __all__ = [
@@ -71,6 +73,7 @@ __all__ = [
     "connect",
     "echo_handler",
     "serve",
+    "wrap_stream",
 ]
 
 _EXTRA = {
@@ -280,3 +283,16 @@ def broadcast(
     """Send `message` to every open connection without waiting, the frame encoded once; returns the
     connections skipped (closed, or behind by more than `limit`/`wscore.driver.HIGH_WATER` bytes)."""
     return _broadcast(connections, message, limit=limit)
+
+
+def wrap_stream(
+    stream: anyio.abc.ByteStream,
+    conn: Connection,
+    *,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    receive_timeout: float | None = None,
+) -> AbstractAsyncContextManager[WebSocket]:
+    """Run a core connection whose handshake is done (`wscore.Connection(client=..., ...)` after
+    another framework's upgrade, or an accepted `ServerConnection`) over an already connected
+    stream, as an async context manager (the embedding path)."""
+    return _wrap_stream(WebSocket, stream, conn, max_queue=max_queue, receive_timeout=receive_timeout)

@@ -24,6 +24,7 @@ from typing import Any
 import trio
 
 from wscore import (
+    Connection,
     ConnectionClosed,
     DeflateOptions,
     HandshakeError,
@@ -47,6 +48,7 @@ from wscore.driver import (
     serve_stream,
 )
 from wscore.driver import broadcast as _broadcast
+from wscore.driver import wrap_stream as _wrap_stream
 from wscore.handshake import HeadersLike, SubprotocolSelector
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "connect",
     "echo_handler",
     "serve",
+    "wrap_stream",
 ]
 
 
@@ -135,7 +138,15 @@ async def _open_stream(ssl: ssl_module.SSLContext | bool | None, url: WSURL) -> 
         context = ssl
     else:
         context = ssl_module.create_default_context()
-    return trio.SSLStream(stream, context, server_hostname=url.host, https_compatible=True)
+    tls = trio.SSLStream(stream, context, server_hostname=url.host, https_compatible=True)
+    try:
+        await tls.do_handshake()  # now, so that a certificate error is reported as itself
+    except BaseException as exc:
+        await trio.aclose_forcefully(tls)
+        if isinstance(exc, trio.BrokenResourceError) and isinstance(exc.__cause__, ssl_module.SSLError):
+            raise exc.__cause__ from None
+        raise
+    return tls
 
 
 def connect(
@@ -283,3 +294,16 @@ def broadcast(
     """Send `message` to every open connection without waiting, the frame encoded once; returns the
     connections skipped (closed, or behind by more than `limit`/`wscore.driver.HIGH_WATER` bytes)."""
     return _broadcast(connections, message, limit=limit)
+
+
+def wrap_stream(
+    stream: trio.abc.Stream,
+    conn: Connection,
+    *,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    receive_timeout: float | None = None,
+) -> AbstractAsyncContextManager[WebSocket]:
+    """Run a core connection whose handshake is done (`wscore.Connection(client=..., ...)` after
+    another framework's upgrade, or an accepted `ServerConnection`) over an already connected
+    stream, as an async context manager (the embedding path)."""
+    return _wrap_stream(WebSocket, stream, conn, max_queue=max_queue, receive_timeout=receive_timeout)
