@@ -3,6 +3,10 @@
     python -m benchmarks.core                 # every case, about two minutes
     python -m benchmarks.core --quick         # a smoke run in a few seconds
     python -m benchmarks.core --sizes 16,1048576 --ops parse --kinds binary --markdown
+    python -m benchmarks.core --chunk 65536   # the stream in 64 KiB reads (--batch 1: a frame per read)
+    python -m benchmarks.core --cpu-time      # process CPU time instead of wall time (a busy machine)
+    python -m benchmarks.core --memory        # bytes per connection instead of speed
+    WSCORE_NO_EXTENSIONS=1 python -m benchmarks.core    # wscore without its C accelerator
 
 Each library runs through the entry point its users' connections really run:
 
