@@ -293,7 +293,7 @@ class Connection:
             elif length < 4096:
                 payload = bytes(data[start:end])
             else:
-                # From our bytearray buffer: one copy, not a bytearray slice and then bytes of it. The
+                # From a bytearray (our buffer): one copy, not a bytearray slice and then bytes of it. The
                 # view is a temporary, released before the buffer is resized below.
                 payload = bytes(memoryview(data)[start:end])
             pos = end
