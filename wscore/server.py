@@ -155,8 +155,13 @@ class ServerConnection(Connection):
         headers = accept_response_headers(key, subprotocol=subprotocol, extensions=extensions)
         headers.extend(normalize_headers(extra_headers))
         if self._h11 is not None:
-            event = h11.InformationalResponse(status_code=101, headers=headers, reason=b"Switching Protocols")
-            self._out.append(self._h11.send(event))
+            try:
+                event = h11.InformationalResponse(
+                    status_code=101, headers=headers, reason=b"Switching Protocols"
+                )
+                self._out.append(self._h11.send(event))
+            except h11.LocalProtocolError as exc:
+                raise ValueError(f"invalid HTTP response: {exc}") from None
             self._h11 = None
         self.response_status = 101
         self._opened(now)
@@ -191,8 +196,9 @@ class ServerConnection(Connection):
                 self._out.append(self._h11.send(h11.Response(status_code=status, headers=headers)))
                 self._out.append(self._h11.send(h11.Data(data=body)) or b"")
                 self._out.append(self._h11.send(h11.EndOfMessage()) or b"")
-            except h11.LocalProtocolError:
-                self._out.append(_raw_response(status, headers, body))
+            except h11.LocalProtocolError as exc:
+                # The application's status or headers are invalid: refuse them, never write them raw.
+                raise ValueError(f"invalid HTTP response: {exc}") from None
         else:
             self._out.append(_raw_response(status, headers, body))
         self._h11 = None
@@ -201,6 +207,10 @@ class ServerConnection(Connection):
 
 
 def _raw_response(status: int, headers: Headers, body: bytes) -> bytes:
-    # For responses h11 cannot write (e.g. after a request it could not parse).
+    # For responses h11 cannot write (e.g. after a request it could not parse). No CR, LF or NUL may
+    # get through: a header value with CRLF would split the response.
+    for name, value in headers:
+        if not name or not set(name).isdisjoint(" \t:\r\n\0") or not set(value).isdisjoint("\r\n\0"):
+            raise ValueError(f"invalid header field {name!r}: {value!r}")
     lines = [f"HTTP/1.1 {status} \r\n"] + [f"{k}: {v}\r\n" for k, v in headers] + ["\r\n"]
     return "".join(lines).encode("latin-1") + body

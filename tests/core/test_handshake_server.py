@@ -507,6 +507,37 @@ class TestPlainHttpResponses:
         with pytest.raises(InvalidStateError):
             server.respond(404)
 
+    @pytest.mark.parametrize(
+        "header",
+        [("X-Evil", "a\r\nSet-Cookie: evil=1"), ("X-Evil", "a\nb"), ("Bad Name", "x"), ("X-Nul", "a\x00b")],
+    )
+    def test_invalid_response_headers_are_refused_not_written(self, header: tuple[str, str]) -> None:
+        """An application's header with CR/LF must never reach the wire (HTTP response splitting):
+        `respond()` and `accept()` raise ValueError and write nothing."""
+        server = received(request_bytes())
+        with pytest.raises(ValueError, match="invalid"):
+            server.respond(200, [header], b"hi")
+        assert server.data_to_send() == b""
+        server.respond(500, [("X-Ok", "1")], b"sorry")  # a valid answer can still be given
+        response = read_response(server.data_to_send())
+        assert (response.status, response.body, response.headers["x-ok"]) == (500, b"sorry", "1")
+        assert "set-cookie" not in response.headers
+        server = received(request_bytes())
+        with pytest.raises(ValueError, match="invalid"):
+            server.accept(extra_headers=[header])
+        assert server.data_to_send() == b""
+        assert server.state is State.CONNECTING
+
+    def test_the_raw_fallback_refuses_them_too(self) -> None:
+        """Responses h11 cannot write (its state after a request it could not parse) are written by
+        hand: the same rule holds there."""
+        from wscore.server import _raw_response
+
+        assert _raw_response(400, [("X", "1")], b"no") == b"HTTP/1.1 400 \r\nX: 1\r\n\r\nno"
+        for name, value in [("X", "a\r\nb"), ("", "x"), ("A:B", "x"), ("X", "\x00")]:
+            with pytest.raises(ValueError, match="invalid header field"):
+                _raw_response(400, [(name, value)], b"")
+
     def test_data_after_a_plain_response_is_ignored(self) -> None:
         server = received(request_bytes())
         server.respond(404)
