@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from wscore import ClientConnection
 from wscore_asyncio import WSMsgType, connect
@@ -145,5 +148,39 @@ def test_a_client_that_stops_reading_does_not_stall_the_room(unused_port: int) -
             assert received == sorted(received), "messages arrive in order, with gaps"
             assert 0 < len(received) < count, f"the stalled client got {len(received)} of {count}"
             assert await server.finish() == 0, server.output
+
+    run(main())
+
+
+def test_the_example_runs_as_a_plain_script(unused_port: int) -> None:
+    """`python examples/chat/server.py` is the same demo, for readers who start from the file."""
+    script = Path(__file__).resolve().parents[2] / "examples" / "chat" / "server.py"
+
+    async def main() -> None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            "--port",
+            str(unused_port),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        interrupted = False
+        try:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 20)
+            assert line.decode().startswith(f"chat demo: open http://127.0.0.1:{unused_port}/")
+            async with connect(f"ws://127.0.0.1:{unused_port}/ws") as ws:
+                assert await ws.receive_str() == "* you are guest-1 (1 online)"
+                proc.send_signal(signal.SIGINT)
+                interrupted = True
+                msg = await ws.receive()
+                assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1001)
+        finally:
+            if not interrupted:
+                proc.send_signal(signal.SIGINT)
+            out, err = await asyncio.wait_for(proc.communicate(), 20)
+        assert proc.returncode == 0, err.decode()
+        assert out.decode().splitlines()[-1] == "chat demo stopped"
 
     run(main())

@@ -90,14 +90,15 @@ def test_refused_connection(unused_port: int) -> None:
     assert "refused" in line.lower()
 
 
-def test_port_in_use() -> None:
+@pytest.mark.parametrize("command", ["echo", "chat"])
+def test_port_in_use(command: str) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = _run_cli("echo", "--port", str(port))
+        result = _run_cli(command, "--port", str(port))
     assert result.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in _one_line_error(result, "echo")
+    assert f"cannot listen on 127.0.0.1:{port}" in _one_line_error(result, command)
 
 
 def test_missing_tls_files(tmp_path: Path) -> None:
