@@ -109,9 +109,20 @@ class TestTheClientsRequest:
         request = parsed_request(ClientConnection("h", config=WSConfig(compress=options)))
         assert header(request, "Sec-WebSocket-Extensions") == offer
 
-    def test_an_invalid_extra_header_is_a_value_error(self) -> None:
+    @pytest.mark.parametrize(
+        ("host", "target", "headers"),
+        [
+            ("h", "/", [("Bad Name", "x")]),
+            ("h", "/", [("X-Evil", "a\r\nCookie: stolen")]),  # no request splitting either
+            ("h\r\nX: y", "/", []),
+            ("h", "/a b", []),
+        ],
+    )
+    def test_invalid_request_parts_are_a_value_error(
+        self, host: str, target: str, headers: list[tuple[str, str]]
+    ) -> None:
         with pytest.raises(ValueError, match="invalid request"):
-            ClientConnection("h", extra_headers=[("Bad Name", "x")])
+            ClientConnection(host, target, extra_headers=headers)
 
     def test_nothing_may_be_sent_before_the_handshake(self) -> None:
         conn = client()
