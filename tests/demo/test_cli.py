@@ -90,6 +90,17 @@ def test_refused_connection(unused_port: int) -> None:
     assert "refused" in line.lower()
 
 
+def test_silent_server_times_out() -> None:
+    with socket.socket() as silent:  # listens (the kernel completes TCP) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        result = _run_cli("connect", f"ws://127.0.0.1:{port}/", "--open-timeout", "0.3")
+    assert result.returncode == 1
+    line = _one_line_error(result, "connect")
+    assert f"timed out connecting to 127.0.0.1:{port}" in line and "0.3 s" in line, line
+
+
 @pytest.mark.parametrize("command", ["echo", "chat"])
 def test_port_in_use(command: str) -> None:
     with socket.socket() as busy:
