@@ -168,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 # -- running until Ctrl-C --------------------------------------------------------------------------
 
 
-async def _until_signal(start: Callable[[asyncio.Event], Awaitable[None]]) -> bool:
-    """Run `start(stop)`, with SIGINT/SIGTERM setting `stop`; True if a signal arrived."""
+async def _until_signal(start: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `start(stop)`, with SIGINT/SIGTERM setting `stop` instead of raising KeyboardInterrupt."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     handled = []
@@ -182,7 +182,6 @@ async def _until_signal(start: Callable[[asyncio.Event], Awaitable[None]]) -> bo
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
-    return stop.is_set()
 
 
 def _listen_error(host: str, port: int, exc: OSError) -> CommandError:
