@@ -118,7 +118,10 @@ class ServerConnection(Connection):
 
     def _handshake_eof(self) -> None:
         self._state = State.CLOSED
-        self.exception = HandshakeError("connection closed before the request was complete")
+        if self.request is None:
+            self.exception = HandshakeError("connection closed before the request was complete")
+        else:
+            self.exception = HandshakeError("connection closed before the upgrade was answered")
 
     def accept(
         self,

@@ -191,6 +191,16 @@ class TestReadingTheClientsHandshake:
         assert isinstance(server.exception, HandshakeError)
         assert server.request is None
 
+    def test_eof_after_the_request_before_the_answer(self) -> None:
+        """The client gave up while the application was deciding: accept() is then too late."""
+        server = received(request_bytes())
+        server.receive_eof()
+        assert server.closed and server.close_transport
+        assert isinstance(server.exception, HandshakeError)
+        assert "before the upgrade was answered" in str(server.exception)
+        with pytest.raises(InvalidStateError):
+            server.accept()
+
     def test_frames_in_the_same_read_as_the_request_are_kept(self) -> None:
         """A client may send its first frames without waiting for the 101 (RFC 6455 §4.1 allows
         sending "once the client's opening handshake has been sent"... after the 101; many do it
