@@ -48,7 +48,6 @@ from .adapter import (
     text_or_bytes,
 )
 from .client import ClientConnection
-from .config import WSConfig
 from .connection import Connection
 from .errors import ConnectionClosed, HandshakeError, WSError, WSTimeoutError
 from .extensions import DeflateOptions
@@ -64,7 +63,7 @@ __all__ = [
     "broadcast",
     "connect_stream",
     "echo_handler",
-    "serve_stream",
+    "StreamServer",
     "wrap_stream",
 ]
 
@@ -415,6 +414,12 @@ class StreamWebSocket:
         dropped (as aiohttp does). Cancelling close() leaves the close to the connection's `async with`.
         """
         code, reason = close_args(code, message)
+        started = self._start_close(code, reason)
+        await self._done.wait()
+        return started
+
+    def _start_close(self, code: int | None, reason: str) -> bool:
+        """The non-waiting part of `close()`: send the close frame and stop delivering messages."""
         conn = self._conn
         started = False
         if not self._discard:
@@ -428,7 +433,6 @@ class StreamWebSocket:
         if not self._transport_closed and conn.state is not State.CLOSED and not conn.close_sent:
             started = conn.close(code, reason, self.io.current_time())
         self._after_io()
-        await self._done.wait()
         return started
 
     async def _flush(self) -> None:
@@ -670,8 +674,6 @@ async def connect_stream(
                     conn.receive_data(data, io.current_time())
                 else:
                     conn.receive_eof()
-        if scope.cancelled_caught:
-            raise WSTimeoutError(f"opening handshake not finished within {open_timeout} s")
     except io.stream_errors as exc:
         if stream is not None:
             with io.cancel_scope(shield=True):
@@ -684,6 +686,11 @@ async def connect_stream(
             with io.cancel_scope(shield=True):
                 await io.aclose(stream)
         raise
+    if scope.cancelled_caught:
+        if stream is not None:
+            with io.cancel_scope(shield=True):
+                await io.aclose(stream)
+        raise WSTimeoutError(f"opening handshake not finished within {open_timeout} s")
     ws = ws_class(stream, conn, receive_timeout=receive_timeout_of(timeout), max_queue=max_queue)
     async with ws.running() as running:
         yield running
@@ -705,62 +712,155 @@ def wrap_stream(
     return ws.running(server=not conn.client)
 
 
-async def serve_stream(
-    ws_class: type[StreamWebSocket],
-    stream: Any,
-    handler: Callable[[Any], Awaitable[Any]],
-    *,
-    config: WSConfig,
-    protocols: Sequence[str] = (),
-    select_subprotocol: SubprotocolSelector | None = None,
-    process_request: ProcessRequest | None = None,
-    extra_headers: HeadersLike = (),
-    max_queue: int = DEFAULT_MAX_QUEUE,
-    receive_timeout: float | None = None,
-    connections: set[Any] | None = None,
-) -> None:
-    """Serve one accepted stream: the opening handshake (or `process_request`'s plain answer), then
-    `handler(ws)`, then the close (1000; 1011 if the handler raised, which is logged; 1001 when the
-    server is cancelled). Never raises for a bad client."""
-    io = ws_class.io
-    conn = ServerConnection(
-        subprotocols=protocols, select_subprotocol=select_subprotocol, config=config, now=io.current_time()
-    )
-    try:
-        opened = await _server_handshake(io, stream, conn, process_request, extra_headers)
-    except (HandshakeError, WSTimeoutError) as exc:
-        logger.debug("opening handshake failed: %s", exc)
-        opened = False
-    except BaseException:
-        with io.cancel_scope(shield=True):
+class StreamServer:
+    """The accepting side shared by the adapters' `serve()`: `handle(stream)` serves one accepted
+    stream; `shutdown()` (run by `serve()` when it is cancelled) closes every connection with 1001.
+
+    Handlers run shielded, each in its own cancel scope, so that a shutdown is graceful: the handlers'
+    `receive()` gets CLOSING and they may finish within `shutdown_timeout`; the ones still running
+    then are cancelled.
+    """
+
+    def __init__(
+        self,
+        ws_class: type[StreamWebSocket],
+        handler: Callable[[Any], Awaitable[Any]],
+        *,
+        protocols: Sequence[str] = (),
+        select_subprotocol: SubprotocolSelector | None = None,
+        process_request: ProcessRequest | None = None,
+        extra_headers: HeadersLike = (),
+        timeout: WSTimeout | None = None,
+        heartbeat: float | None = None,
+        pong_timeout: float | None = None,
+        autoping: bool = True,
+        autoclose: bool = True,
+        compress: bool | int | DeflateOptions | None = True,
+        max_msg_size: int | None = 4 * 1024 * 1024,
+        max_frame_size: int | None = None,
+        open_timeout: float | None = 10.0,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        shutdown_timeout: float = 10.0,
+    ) -> None:
+        if isinstance(protocols, str):
+            raise TypeError("protocols must be a sequence of str, not a str")
+        self._ws_class = ws_class
+        self._io = ws_class.io
+        self._handler = handler
+        self._config = make_config(
+            heartbeat=heartbeat,
+            pong_timeout=pong_timeout,
+            autoping=autoping,
+            autoclose=autoclose,
+            timeout=timeout,
+            open_timeout=open_timeout,
+            compress=compress,
+            max_msg_size=max_msg_size,
+            max_frame_size=max_frame_size,
+        )
+        self._protocols = list(protocols)
+        self._select_subprotocol = select_subprotocol
+        self._process_request = process_request
+        self._extra_headers = extra_headers
+        self._max_queue = max_queue
+        self._receive_timeout = receive_timeout_of(timeout)
+        self.shutdown_timeout = shutdown_timeout
+        self._tasks: dict[ScopeLike, StreamWebSocket | None] = {}
+        self._idle: EventLike | None = None
+        self._closing = False
+
+    @property
+    def connections(self) -> set[Any]:
+        """The open connections (handshake done), e.g. for `broadcast()`."""
+        return {ws for ws in self._tasks.values() if ws is not None}
+
+    async def handle(self, stream: Any) -> None:
+        """Serve one accepted stream: the opening handshake (or `process_request`'s plain answer), then
+        `handler(ws)`, then the close (1000; 1011 if the handler raised, which is logged). Never raises
+        for a bad client."""
+        io = self._io
+        if self._closing:
             await io.aclose(stream)
-        raise
-    if not opened:
-        # The core's answer (a refusal, process_request's response) goes out before the close.
+            return
+        with io.cancel_scope(shield=True) as scope:
+            self._tasks[scope] = None
+            try:
+                await self._serve(stream, scope)
+            finally:
+                del self._tasks[scope]
+                if not self._tasks and self._idle is not None:
+                    self._idle.set()
+
+    async def _serve(self, stream: Any, scope: ScopeLike) -> None:
+        io = self._io
+        config = self._config
+        conn = ServerConnection(
+            subprotocols=self._protocols,
+            select_subprotocol=self._select_subprotocol,
+            config=config,
+            now=io.current_time(),
+        )
         try:
-            data = conn.data_to_send()
-            if data:
-                with io.cancel_scope(deadline=io.current_time() + (config.close_timeout or 10.0)):
-                    await io.send(stream, data)
-        except io.stream_errors:
-            pass
-        finally:
+            opened = await _server_handshake(io, stream, conn, self._process_request, self._extra_headers)
+        except (HandshakeError, WSTimeoutError) as exc:
+            logger.debug("opening handshake failed: %s", exc)
+            opened = False
+        except BaseException:
             with io.cancel_scope(shield=True):
                 await io.aclose(stream)
-        return
-    ws = ws_class(stream, conn, receive_timeout=receive_timeout, max_queue=max_queue)
-    if connections is not None:
-        connections.add(ws)
-    try:
-        async with ws.running(server=True):
-            await handler(ws)
-    except ConnectionClosed:
-        pass  # the peer went away while the handler was sending: not the handler's fault
-    except Exception:
-        logger.exception("connection handler failed; closed with 1011")
-    finally:
-        if connections is not None:
-            connections.discard(ws)
+            raise
+        if not opened or self._closing:
+            # The core's answer (a refusal, process_request's response) goes out before the close.
+            try:
+                data = conn.data_to_send()
+                if data and not self._closing:
+                    with io.cancel_scope(deadline=_deadline(io, config.close_timeout or 10.0)):
+                        await io.send(stream, data)
+            except io.stream_errors:
+                pass
+            finally:
+                with io.cancel_scope(shield=True):
+                    await io.aclose(stream)
+            return
+        ws = self._ws_class(stream, conn, receive_timeout=self._receive_timeout, max_queue=self._max_queue)
+        self._tasks[scope] = ws
+        try:
+            async with ws.running(server=True):
+                await self._handler(ws)
+        except ConnectionClosed:
+            pass  # the peer went away while the handler was sending: not the handler's fault
+        except Exception:
+            logger.exception("connection handler failed; closed with 1011")
+
+    async def shutdown_on_cancel(self) -> None:
+        """A task for the server's task group: when the server is cancelled, `shutdown()` (shielded)
+        while the shielded handlers still run."""
+        io = self._io
+        try:
+            await io.sleep_forever()
+        finally:
+            with io.cancel_scope(shield=True):
+                await self.shutdown()
+
+    async def shutdown(self, code: int = 1001, reason: str = "going away") -> None:
+        """Close every connection with `code`, wait up to `shutdown_timeout` for the handlers, then
+        cancel the ones left (their connections are closed within the close timeout)."""
+        io = self._io
+        self._closing = True
+        for scope, ws in list(self._tasks.items()):
+            if ws is None:
+                scope.cancel()  # still in the opening handshake: nothing to close gracefully
+            else:
+                ws._start_close(code, reason)
+        if self._tasks:
+            self._idle = io.event()
+            with io.cancel_scope(deadline=_deadline(io, self.shutdown_timeout)):
+                await self._idle.wait()
+        for scope in list(self._tasks):
+            scope.cancel()
+        if self._tasks:
+            self._idle = io.event()
+            await self._idle.wait()
 
 
 async def _server_handshake(

@@ -41,15 +41,15 @@ from wscore import (
     WSMsgType,
     WSTimeoutError,
 )
-from wscore.adapter import DEFAULT_MAX_QUEUE, WSURL, WSTimeout, make_config
+from wscore.adapter import DEFAULT_MAX_QUEUE, WSURL, WSTimeout
 from wscore.driver import (
     IOBackend,
     ProcessRequest,
     ScopeLike,
+    StreamServer,
     StreamWebSocket,
     connect_stream,
     echo_handler,
-    serve_stream,
 )
 from wscore.driver import broadcast as _broadcast
 from wscore.driver import wrap_stream as _wrap_stream
@@ -192,20 +192,18 @@ def connect(
     )
 
 
-class WSServer:
+class WSServer(StreamServer):
     """What `serve()` hands to `task_status.started()`: the listener, the bound port, the open
-    connections (for `broadcast`). Cancel the task group (or `cancel_scope`) to stop the server."""
+    `connections` (for `broadcast`). Cancel `cancel_scope` (or the task group) to stop the server."""
 
-    def __init__(self, listener: anyio.abc.Listener[Any], cancel_scope: anyio.CancelScope) -> None:
-        self.listener = listener
-        self.cancel_scope = cancel_scope
-        self.connections: set[WebSocket] = set()
+    listener: anyio.abc.Listener[Any]
+    cancel_scope: anyio.CancelScope
+    _port: int
 
     @property
     def port(self) -> int:
         """The bound TCP port (the one the OS chose when `port=0`)."""
-        port: int = self.listener.extra(SocketAttribute.local_port)
-        return port
+        return self._port
 
 
 async def serve(
@@ -227,13 +225,16 @@ async def serve(
     max_frame_size: int | None = None,
     open_timeout: float | None = 10.0,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    shutdown_timeout: float = 10.0,
     ssl: ssl_module.SSLContext | None = None,
     task_status: anyio.abc.TaskStatus[WSServer] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections until cancelled: `await task_group.start(serve, handler, host, port)`
     returns a `WSServer`. `handler(ws)` runs in the server's task group; when it returns the connection
-    is closed with 1000 (1011 if it raised; the error is logged). Cancelling the server closes every
-    connection with 1001 (each within the close timeout).
+    is closed with 1000 (1011 if it raised; the error is logged).
+
+    Cancelling the server closes every connection with 1001: a handler's `receive()` gets CLOSING,
+    and handlers still running after `shutdown_timeout` are cancelled.
 
     - `process_request(request)`: return None to upgrade, or `(status, headers, body)` to answer with
       plain HTTP (a page, a health check, a 403). May be sync or async.
@@ -241,36 +242,32 @@ async def serve(
     - `compress`: accept permessage-deflate when offered (default True).
     - `ssl`: an `SSLContext` for wss://. The other options are `connect()`'s.
     """
-    config = make_config(
+    server = WSServer(
+        WebSocket,
+        handler,
+        protocols=protocols,
+        select_subprotocol=select_subprotocol,
+        process_request=process_request,
+        extra_headers=extra_headers,
+        timeout=timeout,
         heartbeat=heartbeat,
         pong_timeout=pong_timeout,
         autoping=autoping,
         autoclose=autoclose,
-        timeout=timeout,
-        open_timeout=open_timeout,
         compress=compress,
         max_msg_size=max_msg_size,
         max_frame_size=max_frame_size,
+        open_timeout=open_timeout,
+        max_queue=max_queue,
+        shutdown_timeout=shutdown_timeout,
     )
-    listener: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    if ssl is not None:
-        listener = TLSListener(listener, ssl, standard_compatible=False)
-    async with listener, anyio.create_task_group() as tg:
-        server = WSServer(listener, tg.cancel_scope)
-        handle = partial(
-            serve_stream,
-            WebSocket,
-            handler=handler,
-            config=config,
-            protocols=protocols,
-            select_subprotocol=select_subprotocol,
-            process_request=process_request,
-            extra_headers=extra_headers,
-            max_queue=max_queue,
-            receive_timeout=None if timeout is None else timeout.receive,
-            connections=server.connections,
-        )
-        tg.start_soon(listener.serve, handle, tg)
+    tcp = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    server._port = tcp.extra(SocketAttribute.local_port)
+    server.listener = tcp if ssl is None else TLSListener(tcp, ssl, standard_compatible=False)
+    async with server.listener, anyio.create_task_group() as tg:
+        server.cancel_scope = tg.cancel_scope
+        tg.start_soon(server.shutdown_on_cancel)
+        tg.start_soon(server.listener.serve, server.handle, tg)
         task_status.started(server)
 
 

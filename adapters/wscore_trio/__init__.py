@@ -37,15 +37,15 @@ from wscore import (
     WSMsgType,
     WSTimeoutError,
 )
-from wscore.adapter import DEFAULT_MAX_QUEUE, WSURL, WSTimeout, make_config
+from wscore.adapter import DEFAULT_MAX_QUEUE, WSURL, WSTimeout
 from wscore.driver import (
     IOBackend,
     ProcessRequest,
     ScopeLike,
+    StreamServer,
     StreamWebSocket,
     connect_stream,
     echo_handler,
-    serve_stream,
 )
 from wscore.driver import broadcast as _broadcast
 from wscore.driver import wrap_stream as _wrap_stream
@@ -106,7 +106,9 @@ class _TrioIO(IOBackend):
     def extra_info(self, stream: Any, name: str) -> Any:
         if isinstance(stream, trio.SSLStream):
             if name == "ssl_object":
-                return stream._ssl_object  # the only handle on the peer certificate
+                return stream._ssl_object  # trio has no public handle on the peer certificate
+            if name == "peercert":
+                return stream.getpeercert()
             stream = stream.transport_stream
         sock = getattr(stream, "socket", None)
         if sock is None:
@@ -193,14 +195,12 @@ def connect(
     )
 
 
-class WSServer:
+class WSServer(StreamServer):
     """What `serve()` hands to `task_status.started()`: the listeners, the bound port, the open
-    connections (for `broadcast`). Cancel the nursery (or `cancel_scope`) to stop the server."""
+    `connections` (for `broadcast`). Cancel `cancel_scope` (or the nursery) to stop the server."""
 
-    def __init__(self, listeners: list[trio.abc.Listener[Any]], cancel_scope: trio.CancelScope) -> None:
-        self.listeners = listeners
-        self.cancel_scope = cancel_scope
-        self.connections: set[WebSocket] = set()
+    listeners: list[trio.abc.Listener[Any]]
+    cancel_scope: trio.CancelScope
 
     @property
     def sockets(self) -> list[Any]:
@@ -238,13 +238,16 @@ async def serve(
     max_frame_size: int | None = None,
     open_timeout: float | None = 10.0,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    shutdown_timeout: float = 10.0,
     ssl: ssl_module.SSLContext | None = None,
     task_status: trio.TaskStatus[WSServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections until cancelled: `await nursery.start(serve, handler, host, port)`
     returns a `WSServer`. `handler(ws)` runs in the server's nursery; when it returns the connection is
-    closed with 1000 (1011 if it raised; the error is logged). Cancelling the server closes every
-    connection with 1001 (each within the close timeout).
+    closed with 1000 (1011 if it raised; the error is logged).
+
+    Cancelling the server closes every connection with 1001: a handler's `receive()` gets CLOSING,
+    and handlers still running after `shutdown_timeout` are cancelled.
 
     - `process_request(request)`: return None to upgrade, or `(status, headers, body)` to answer with
       plain HTTP (a page, a health check, a 403). May be sync or async.
@@ -252,36 +255,33 @@ async def serve(
     - `compress`: accept permessage-deflate when offered (default True).
     - `ssl`: an `SSLContext` for wss://. The other options are `connect()`'s.
     """
-    config = make_config(
+    server = WSServer(
+        WebSocket,
+        handler,
+        protocols=protocols,
+        select_subprotocol=select_subprotocol,
+        process_request=process_request,
+        extra_headers=extra_headers,
+        timeout=timeout,
         heartbeat=heartbeat,
         pong_timeout=pong_timeout,
         autoping=autoping,
         autoclose=autoclose,
-        timeout=timeout,
-        open_timeout=open_timeout,
         compress=compress,
         max_msg_size=max_msg_size,
         max_frame_size=max_frame_size,
+        open_timeout=open_timeout,
+        max_queue=max_queue,
+        shutdown_timeout=shutdown_timeout,
     )
     listeners: list[trio.abc.Listener[Any]] = list(await trio.open_tcp_listeners(port, host=host))
     if ssl is not None:
         listeners = [trio.SSLListener(listener, ssl, https_compatible=True) for listener in listeners]
+    server.listeners = listeners
     async with trio.open_nursery() as nursery:
-        server = WSServer(listeners, nursery.cancel_scope)
-        handle = partial(
-            serve_stream,
-            WebSocket,
-            handler=handler,
-            config=config,
-            protocols=protocols,
-            select_subprotocol=select_subprotocol,
-            process_request=process_request,
-            extra_headers=extra_headers,
-            max_queue=max_queue,
-            receive_timeout=None if timeout is None else timeout.receive,
-            connections=server.connections,
-        )
-        await nursery.start(trio.serve_listeners, handle, listeners)
+        server.cancel_scope = nursery.cancel_scope
+        nursery.start_soon(server.shutdown_on_cancel)
+        await nursery.start(trio.serve_listeners, server.handle, listeners)
         task_status.started(server)
 
 

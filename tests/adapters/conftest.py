@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from types import ModuleType
 from typing import Any
 
+import anyio
 import pytest
+import sniffio
+import trio
 import trustme
 
+import wscore_anyio
 import wscore_asyncio
+import wscore_trio
 
 Handler = Callable[[Any], Awaitable[None]]
 
@@ -57,9 +63,94 @@ async def _asyncio_run_server(handler: Handler, **kw: Any) -> AsyncIterator[str]
     assert not server._connections, "server left connections open"
 
 
+def _structured_connect(module: Any) -> Callable[..., AbstractAsyncContextManager[Any]]:
+    @asynccontextmanager
+    async def connect(url: str, **kw: Any) -> AsyncIterator[Any]:
+        async with module.connect(url, **kw) as ws:
+            yield ws
+        assert ws.core.close_transport, "client transport left open"
+
+    return connect
+
+
+def _spawn(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Start `fn` in a task outside the caller's cancel scopes (a trio system task, an asyncio task)."""
+    if sniffio.current_async_library() == "trio":
+        trio.lowlevel.spawn_system_task(fn)
+    else:
+        task = asyncio.get_running_loop().create_task(fn())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _structured_run_server(module: Any) -> Callable[..., AbstractAsyncContextManager[str]]:
+    """run_server for wscore_trio / wscore_anyio: `serve` started with task_status and stopped by
+    cancelling it (which closes every connection with 1001).
+
+    The server's task group lives in a task of its own, as a server would in an application: the
+    tests may then keep a client connection (which owns a task group in the test's task) open after
+    leaving `run_server`, without misnesting the two.
+    """
+
+    @asynccontextmanager
+    async def run_server(handler: Handler, **kw: Any) -> AsyncIterator[str]:
+        scheme = "wss" if kw.get("ssl") is not None else "ws"
+        started = anyio.Event()
+        stopped = anyio.Event()
+        box: dict[str, Any] = {}
+
+        async def server_task() -> None:
+            try:
+                async with anyio.create_task_group() as tg:
+                    box["server"] = await tg.start(partial(module.serve, handler, "127.0.0.1", 0, **kw))
+                    started.set()
+            except BaseException as exc:  # reported by run_server, in the test's task
+                box["error"] = exc
+            finally:
+                started.set()
+                stopped.set()
+
+        _spawn(server_task)
+        await started.wait()
+        if "error" in box:
+            raise box["error"]
+        server = box["server"]
+        try:
+            yield f"{scheme}://127.0.0.1:{server.port}"
+        finally:
+            server.cancel_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                await stopped.wait()
+        if "error" in box:
+            raise box["error"]
+        assert not server.connections, "server left connections open"
+
+    return run_server
+
+
 ADAPTERS: dict[str, Adapter] = {
     "asyncio": Adapter(
         "asyncio", ("asyncio", {"debug": True}), _asyncio_connect, _asyncio_run_server, wscore_asyncio
+    ),
+    "trio": Adapter(
+        "trio", "trio", _structured_connect(wscore_trio), _structured_run_server(wscore_trio), wscore_trio
+    ),
+    "anyio-asyncio": Adapter(
+        "anyio-asyncio",
+        ("asyncio", {"debug": True}),
+        _structured_connect(wscore_anyio),
+        _structured_run_server(wscore_anyio),
+        wscore_anyio,
+    ),
+    "anyio-trio": Adapter(
+        "anyio-trio",
+        "trio",
+        _structured_connect(wscore_anyio),
+        _structured_run_server(wscore_anyio),
+        wscore_anyio,
     ),
 }
 
