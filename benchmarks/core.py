@@ -443,6 +443,28 @@ def table(rows: list[tuple[Case, dict[str, Result]]], libs: Sequence[str], markd
     )
 
 
+# Issue 2's speed targets: (case, peer, minimum ratio wscore/peer).
+TARGETS = [
+    (Case("parse", 16, True, False), "wsproto", 3.0),
+    (Case("parse", 16, True, False), "websockets", 1.5),
+    (Case("parse", 1 << 20, True, False), "websockets", 1.0),
+]
+
+
+def target_lines(rows: list[tuple[Case, dict[str, Result]]]) -> list[str]:
+    """One line per speed target whose case and libraries were measured in this run."""
+    found = dict(rows)
+    lines = []
+    for case, peer, minimum in TARGETS:
+        results = found.get(case)
+        if results is None or "wscore" not in results or peer not in results:
+            continue
+        ratio = results["wscore"].rate / results[peer].rate
+        verdict = "met" if ratio >= minimum else "NOT MET"
+        lines.append(f"# target: {case.label} >= {minimum}x {peer}: {ratio:.2f}x, {verdict}")
+    return lines
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.core", description=__doc__.splitlines()[0])
     p.add_argument("--sizes", help="payload sizes in bytes (default 16,1024,65536,1048576)")
@@ -504,6 +526,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         summary = "  ".join(f"{lib} {fmt_rate(results[lib].rate)}/s" for lib in libs)
         print(f"{case.label:<32} {summary}", file=sys.stderr, flush=True)
     print(table(rows, libs, args.markdown))
+    for line in target_lines(rows):
+        print(line, file=sys.stderr)
     if args.json:
         data = [
             {
