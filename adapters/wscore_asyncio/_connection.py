@@ -12,7 +12,7 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from wscore import (
     CLOSED_MESSAGE,
@@ -101,8 +101,8 @@ class WebSocket(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
         if self._registry is not None:
             self._registry.add(self)
         self._sync()
@@ -601,8 +601,9 @@ def wrap_transport(
 
     `conn` is a core connection in the OPEN state: `wscore.Connection(client=False, ...)` after another
     framework did the upgrade, or a `ServerConnection` on which `receive_request()` and `accept()` were
-    called (its 101 response, still in `data_to_send()`, is written first). `initial_data` holds bytes
-    the framework read past the request. The transport's protocol becomes the returned `WebSocket`.
+    called (the framework writes the 101 with the headers `accept()` returned; anything the core still
+    has in `data_to_send()` is written first). `initial_data` holds bytes the framework read past the
+    request. The transport's protocol becomes the returned `WebSocket`.
     """
     if conn.state is _CONNECTING:
         raise ValueError("the connection's handshake is not done: accept() it first")

@@ -1,0 +1,448 @@
+"""wscore_asyncio only: uvloop, debug mode and leaks on every closing path, transports and
+back-pressure, broadcast, the embedding entry points (wrap_transport, accept_socket, connect(sock=))."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import uvloop
+
+import wscore_asyncio
+from wscore import ConnectionClosed, Request, ServerConnection, WSMsgType
+from wscore_asyncio import WebSocket
+
+Main = Callable[[], Awaitable[None]]
+
+
+def run(main: Main, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Run `main` in debug mode, bounded, then check that it left no task behind."""
+
+    async def checked() -> None:
+        await asyncio.wait_for(main(), 30)
+        current = asyncio.current_task()
+        left = {t for t in asyncio.all_tasks() if t is not current}
+        assert not left, f"tasks left behind: {left}"
+
+    if loop is None:
+        asyncio.run(checked(), debug=True)
+        return
+    loop.set_debug(True)
+    try:
+        loop.run_until_complete(checked())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+
+
+def assert_closed(ws: WebSocket) -> None:
+    """The connection's transport is closed and nothing of it is pending."""
+    assert ws.transport is not None and ws.transport.is_closing()
+    assert ws._lost.done()
+    assert ws._timer is None
+
+
+def test_echo_on_uvloop() -> None:
+    async def main() -> None:
+        assert "uvloop" in type(asyncio.get_running_loop()).__module__
+        async with wscore_asyncio.serve(wscore_asyncio.echo_handler, "127.0.0.1", 0) as server:
+            async with wscore_asyncio.connect(f"ws://127.0.0.1:{server.port}/", compress=15) as ws:
+                for size in (0, 10, 200, 70_000, 1 << 20):
+                    await ws.send_bytes(b"u" * size)
+                    assert await ws.receive_bytes() == b"u" * size
+                await ws.send_str("done")
+                assert await ws.receive_str() == "done"
+            assert_closed(ws)
+
+    run(main, loop=uvloop.new_event_loop())
+
+
+def test_await_forms_of_connect_and_serve() -> None:
+    async def main() -> None:
+        server = await wscore_asyncio.serve(wscore_asyncio.echo_handler, "127.0.0.1", 0)
+        ws = await wscore_asyncio.connect(f"ws://127.0.0.1:{server.port}/")
+        await ws.send_str("x")
+        assert await ws.receive_str() == "x"
+        assert await ws.close() is True
+        assert_closed(ws)
+        await server.close()
+        await server.wait_closed()
+        assert server.close() is server.close()  # idempotent: the same task
+
+    run(main)
+
+
+def test_no_leaks_when_the_server_drops_the_connection() -> None:
+    async def handler(ws: WebSocket) -> None:
+        assert ws.transport is not None
+        ws.transport.abort()
+        await ws.wait_closed()
+
+    async def main() -> None:
+        async with wscore_asyncio.serve(handler, "127.0.0.1", 0) as server:
+            async with wscore_asyncio.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+                msg = await ws.receive()
+                assert msg.type is WSMsgType.CLOSED
+                assert ws.close_code == 1006
+                assert isinstance(ws.exception(), ConnectionClosed)
+                with pytest.raises(ConnectionClosed):
+                    await ws.send_str("too late")
+            assert_closed(ws)
+
+    run(main)
+
+
+def test_no_leaks_when_the_client_drops_the_connection() -> None:
+    server_saw: list[Any] = []
+    done = asyncio.Event
+
+    async def main() -> None:
+        finished = done()
+
+        async def handler(ws: WebSocket) -> None:
+            msg = await ws.receive()
+            server_saw.append((msg.type, ws.close_code))
+            finished.set()
+
+        async with wscore_asyncio.serve(handler, "127.0.0.1", 0) as server:
+            ws = await wscore_asyncio.connect(f"ws://127.0.0.1:{server.port}/")
+            assert ws.transport is not None
+            ws.transport.abort()
+            await ws.wait_closed()
+            await finished.wait()
+            assert_closed(ws)
+        assert server_saw == [(WSMsgType.CLOSED, 1006)]
+
+    run(main)
+
+
+def test_cancelled_close_drops_the_connection() -> None:
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def handler(ws: WebSocket) -> None:
+            await release.wait()  # autoclose is off and we do not read: the client's close waits
+
+        async with wscore_asyncio.serve(handler, "127.0.0.1", 0, autoclose=False) as server:
+            ws = await wscore_asyncio.connect(f"ws://127.0.0.1:{server.port}/")
+            closing = asyncio.ensure_future(ws.close())
+            await asyncio.wait([closing], timeout=0.1)
+            assert not closing.done()
+            closing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+            await ws.wait_closed()
+            assert_closed(ws)
+            release.set()
+
+    run(main)
+
+
+def test_client_disconnects_during_async_process_request() -> None:
+    async def main() -> None:
+        entered = asyncio.Event()
+        release = asyncio.Event()
+        handled: list[WebSocket] = []
+
+        async def process_request(request: Request) -> None:
+            entered.set()
+            await release.wait()
+
+        async def handler(ws: WebSocket) -> None:
+            handled.append(ws)
+
+        async with wscore_asyncio.serve(handler, "127.0.0.1", 0, process_request=process_request) as server:
+            connecting = asyncio.ensure_future(wscore_asyncio.connect(f"ws://127.0.0.1:{server.port}/"))
+            await entered.wait()
+            connecting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await connecting
+            (conn,) = server._connections
+            await conn.wait_closed()
+            release.set()
+        assert handled == []
+
+    run(main)
+
+
+def test_invalid_upgrade_request_gets_an_http_error() -> None:
+    async def main() -> None:
+        async with wscore_asyncio.serve(wscore_asyncio.echo_handler, "127.0.0.1", 0) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            response = await reader.read()  # the server answers and closes
+            writer.close()
+            await writer.wait_closed()
+        assert response.startswith(b"HTTP/1.1 400 ")
+
+    run(main)
+
+
+def test_tls_verification_failure_does_not_disturb_the_server(
+    tls_server: ssl.SSLContext, tls_client: ssl.SSLContext
+) -> None:
+    async def main() -> None:
+        # asyncio's debug mode reports the server side's failed TLS handshake; that is expected here.
+        reported: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: reported.append(context))
+        async with wscore_asyncio.serve(
+            wscore_asyncio.echo_handler, "127.0.0.1", 0, ssl=tls_server
+        ) as server:
+            url = f"wss://127.0.0.1:{server.port}/"
+            with pytest.raises(ssl.SSLError):
+                await wscore_asyncio.connect(url)  # the default trust store lacks the test CA
+            async with wscore_asyncio.connect(url, ssl=tls_client) as ws:
+                await ws.send_str("ok")
+                assert await ws.receive_str() == "ok"
+        assert all("transport creation" in context["message"] for context in reported)
+
+    run(main)
+
+
+def test_reading_pauses_when_the_application_stops_reading() -> None:
+    async def main() -> None:
+        paused = asyncio.Event()
+        received: list[str] = []
+
+        async def handler(ws: WebSocket) -> None:
+            original = ws._pause_reading
+
+            def pause() -> None:
+                original()
+                paused.set()
+
+            ws._pause_reading = pause  # type: ignore[method-assign]
+            await paused.wait()
+            assert ws.transport is not None and not ws.transport.is_reading()
+            # max_queue messages, plus at most what the last read carried (a read is <= 256 KiB).
+            assert 4 <= len(ws._queue) <= 4 + 4
+            async for msg in ws:
+                received.append(msg.data[:8])
+                if len(received) == 40:
+                    assert ws.transport.is_reading()
+                    break
+
+        server = wscore_asyncio.serve(handler, "127.0.0.1", 0, max_queue=4)
+        async with server as srv, wscore_asyncio.connect(f"ws://127.0.0.1:{srv.port}/") as ws:
+            for i in range(40):
+                await ws.send_str(f"{i:08}" + "m" * 65536)
+            assert (await ws.receive()).type is WSMsgType.CLOSE
+        assert received == [f"{i:08}" for i in range(40)]
+
+    run(main)
+
+
+def test_send_waits_while_the_write_buffer_is_full() -> None:
+    async def main() -> None:
+        release = asyncio.Event()
+        total: list[int] = []
+
+        async def handler(ws: WebSocket) -> None:
+            await release.wait()
+            size = 0
+            async for msg in ws:
+                size += len(msg.data)
+            total.append(size)
+
+        async with wscore_asyncio.serve(handler, "127.0.0.1", 0, max_queue=1) as server:
+            ws = await wscore_asyncio.connect(f"ws://127.0.0.1:{server.port}/")
+            paused = asyncio.Event()
+            original = ws.pause_writing
+
+            def pause_writing() -> None:
+                original()
+                paused.set()
+
+            ws.pause_writing = pause_writing  # type: ignore[method-assign]
+            chunk = b"w" * (1 << 20)
+
+            async def sender() -> int:
+                sent = 0
+                while not paused.is_set():
+                    await ws.send_bytes(chunk)
+                    sent += 1
+                return sent
+
+            sending = asyncio.ensure_future(sender())
+            await paused.wait()
+            # The send that filled the buffer is waiting for it to drain; the reader lets it.
+            assert not sending.done()
+            assert ws._drain_waiters
+            release.set()
+            sent = await sending
+            await ws.close()
+        assert total == [sent * len(chunk)]
+
+    run(main)
+
+
+def test_broadcast_skips_closed_and_slow_connections() -> None:
+    async def main() -> None:
+        server_side: list[WebSocket] = []
+        ready = asyncio.Event()
+
+        async def handler(ws: WebSocket) -> None:
+            server_side.append(ws)
+            if len(server_side) == 3:
+                ready.set()
+            await ws.receive()
+
+        async with wscore_asyncio.serve(handler, "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.port}/"
+            clients = [await wscore_asyncio.connect(url) for _ in range(3)]
+            await ready.wait()
+            assert wscore_asyncio.broadcast(server.connections, "to all") == []
+            assert wscore_asyncio.broadcast(server.connections, b"\x01\x02") == []
+            for ws in clients:
+                assert await ws.receive_str() == "to all"
+                assert await ws.receive_bytes() == b"\x01\x02"
+
+            # A slow client: it stops reading until its server-side write buffer holds data.
+            slow, fast = clients[0], clients[1:]
+            assert slow.transport is not None
+            slow.transport.pause_reading()
+            slow_server = next(
+                s for s in server_side if s.get_extra_info("peername") == slow.get_extra_info("sockname")
+            )
+            big = b"b" * (1 << 20)
+            for _ in range(64):
+                if slow_server.write_buffer_size() > 0:
+                    break
+                assert wscore_asyncio.broadcast([slow_server], big) == []
+            assert slow_server.write_buffer_size() > 0
+            skipped = wscore_asyncio.broadcast(server.connections, "news", limit=0)
+            assert skipped == [slow_server]
+            for ws in fast:
+                assert await ws.receive_str() == "news"
+
+            # A closed connection is skipped as well; a client connection can be broadcast to too.
+            await fast[0].close()
+            await server_side[1].wait_closed()
+            assert wscore_asyncio.broadcast([server_side[1], fast[1]], "last") == [server_side[1]]
+            assert wscore_asyncio.broadcast([], "nobody") == []
+            with pytest.raises(TypeError):
+                wscore_asyncio.broadcast(server.connections, 42)  # type: ignore[arg-type]
+            slow.transport.resume_reading()
+            for ws in clients:
+                await ws.close()
+
+    run(main)
+
+
+def test_wrap_transport_after_another_framework_parsed_the_upgrade() -> None:
+    """A toy "framework" reads the request itself, then hands the transport to wscore_asyncio."""
+
+    async def main() -> None:
+        results: list[str] = []
+        finished = asyncio.Event()
+        tasks: list[asyncio.Future[None]] = []
+
+        class Framework(asyncio.Protocol):
+            def __init__(self) -> None:
+                self.buffer = b""
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert isinstance(transport, asyncio.Transport)
+                self.transport = transport
+
+            def data_received(self, data: bytes) -> None:
+                self.buffer += data
+                if b"\r\n\r\n" not in self.buffer:
+                    return
+                head, rest = self.buffer.split(b"\r\n\r\n", 1)
+                request_line, *lines = head.decode("latin-1").split("\r\n")
+                method, target, _version = request_line.split(" ")
+                headers = [tuple(line.split(": ", 1)) for line in lines]
+                conn = ServerConnection()
+                conn.receive_request(Request.build(method, target, headers))  # type: ignore[arg-type]
+                # After receive_request() the core leaves the response to the framework.
+                response = "".join(f"{k}: {v}\r\n" for k, v in conn.accept())
+                self.transport.write(f"HTTP/1.1 101 Switching Protocols\r\n{response}\r\n".encode())
+                ws = wscore_asyncio.wrap_transport(self.transport, conn, initial_data=rest)
+                tasks.append(asyncio.ensure_future(serve_one(ws)))
+
+        async def serve_one(ws: WebSocket) -> None:
+            assert ws.request is not None
+            results.append(ws.request.path)
+            async for msg in ws:
+                await ws.send_str(msg.data * 2)
+            finished.set()
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Framework, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with wscore_asyncio.connect(f"ws://127.0.0.1:{port}/embedded") as ws:
+            await ws.send_str("ab")
+            assert await ws.receive_str() == "abab"
+        await finished.wait()
+        server.close()
+        await server.wait_closed()
+        assert results == ["/embedded"]
+
+    run(main)
+
+
+def test_accept_socket_and_connect_over_an_existing_socket() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            listener.setblocking(False)
+            port = listener.getsockname()[1]
+            client_sock = socket.create_connection(("127.0.0.1", port))
+            accepted, _ = await loop.sock_accept(listener)
+
+            async def server_side() -> None:
+                ws = await wscore_asyncio.accept_socket(accepted, protocols=["p1"])
+                assert ws is not None and ws.protocol == "p1"
+                async for msg in ws:
+                    await ws.send_bytes(msg.data[::-1])
+
+            serving = asyncio.ensure_future(server_side())
+            async with wscore_asyncio.connect(
+                f"ws://127.0.0.1:{port}/", sock=client_sock, protocols=["p1"]
+            ) as ws:
+                await ws.send_bytes(b"abc")
+                assert await ws.receive_bytes() == b"cba"
+            await serving
+
+    run(main)
+
+
+def test_accept_socket_answering_plain_http() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            listener.setblocking(False)
+            port = listener.getsockname()[1]
+            connecting = asyncio.ensure_future(wscore_asyncio.connect(f"ws://127.0.0.1:{port}/health"))
+            accepted, _ = await loop.sock_accept(listener)
+            ws = await wscore_asyncio.accept_socket(accepted, process_request=lambda r: (200, [], b"OK"))
+            assert ws is None
+            with pytest.raises(wscore_asyncio.HandshakeError) as info:
+                await connecting
+            assert info.value.status == 200 and info.value.body == b"OK"
+
+    run(main)
+
+
+def test_serve_forever_shuts_down_when_cancelled() -> None:
+    async def main() -> None:
+        server = await wscore_asyncio.serve(wscore_asyncio.echo_handler, "127.0.0.1", 0)
+        forever = asyncio.ensure_future(server.serve_forever())
+        ws = await wscore_asyncio.connect(f"ws://127.0.0.1:{server.port}/")
+        forever.cancel()
+        msg = await ws.receive()
+        assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1001)
+        with pytest.raises(asyncio.CancelledError):
+            await forever
+        await ws.close()
+
+    run(main)
