@@ -252,7 +252,12 @@ class WebSocket(asyncio.Protocol):
     def _on_timer(self) -> None:
         self._timer = None
         # call_at may fire a clock tick early; the core must see the deadline as reached.
-        self._conn.handle_timer(max(self._loop.time(), self._timer_at))
+        now = max(self._loop.time(), self._timer_at)
+        if self._read_paused and not self._handshaking:
+            # We stopped reading (the application is behind): the pong may be waiting unread in the
+            # socket, so this silence is ours, not the peer's. Count it as activity for the heartbeat.
+            self._conn.receive_data(b"", now)
+        self._conn.handle_timer(now)
         self._sync()
 
     def _close_transport(self) -> None:

@@ -446,3 +446,40 @@ def test_serve_forever_shuts_down_when_cancelled() -> None:
         await ws.close()
 
     run(main)
+
+
+def test_heartbeat_does_not_drop_a_peer_we_stopped_reading() -> None:
+    """With reading paused for a slow application, the peer's pongs sit unread: no false 1006."""
+
+    async def main() -> None:
+        release = asyncio.Event()
+        paused = asyncio.Event()
+
+        async def handler(ws: WebSocket) -> None:
+            original = ws._pause_reading
+
+            def pause() -> None:
+                original()
+                paused.set()
+
+            ws._pause_reading = pause  # type: ignore[method-assign]
+            await release.wait()
+            count = 0
+            async for msg in ws:
+                count += 1
+                if msg.data == "last":
+                    await ws.send_str(str(count))
+
+        server = wscore_asyncio.serve(handler, "127.0.0.1", 0, max_queue=1, heartbeat=0.05, pong_timeout=0.05)
+        async with server as srv, wscore_asyncio.connect(f"ws://127.0.0.1:{srv.port}/") as ws:
+            for _ in range(20):
+                await ws.send_bytes(b"p" * 300_000)
+            await ws.send_str("last")
+            await paused.wait()
+            # Many heartbeat periods pass while the server's application does not read.
+            with pytest.raises(asyncio.TimeoutError):
+                await ws.receive(timeout=0.5)
+            release.set()
+            assert await ws.receive_str() == "21"
+
+    run(main)
