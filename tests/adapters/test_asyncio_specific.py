@@ -483,3 +483,38 @@ def test_heartbeat_does_not_drop_a_peer_we_stopped_reading() -> None:
             assert await ws.receive_str() == "21"
 
     run(main)
+
+
+def test_server_drops_a_client_that_never_sends_its_request() -> None:
+    async def main() -> None:
+        echo = wscore_asyncio.echo_handler
+        async with wscore_asyncio.serve(echo, "127.0.0.1", 0, open_timeout=0.1) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            assert await reader.read() == b""  # closed by the server's open deadline, unanswered
+            writer.close()
+            await writer.wait_closed()
+            assert not server._connections
+
+    run(main)
+
+
+def test_connection_as_its_own_context_manager_and_argument_checks(
+    tls_server: ssl.SSLContext,
+) -> None:
+    async def main() -> None:
+        echo = wscore_asyncio.echo_handler
+        async with wscore_asyncio.serve(echo, "127.0.0.1", 0, ssl=tls_server) as server:
+            url = f"wss://127.0.0.1:{server.port}/"
+            async with await wscore_asyncio.connect(url, ssl=False) as ws:  # no verification
+                await ws.send_str("unverified")
+                assert await ws.receive_str() == "unverified"
+                assert "WebSocket client OPEN" in repr(ws)
+            assert_closed(ws)
+            with pytest.raises(ValueError):
+                await wscore_asyncio.connect(url, max_queue=0)
+            with pytest.raises(TypeError):
+                await wscore_asyncio.connect(url, protocols="chat")
+            with pytest.raises(TypeError):
+                wscore_asyncio.serve(echo, protocols="chat")
+
+    run(main)

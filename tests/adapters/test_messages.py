@@ -235,3 +235,34 @@ async def test_send_frame(adapter: Adapter) -> None:
         await ws.send_frame(b"\x0f\xa0", WSMsgType.CLOSE)
         assert ws.closed
         assert ws.close_code == 4000
+
+
+async def test_send_frame_control_opcodes(adapter: Adapter) -> None:
+    server = adapter.run_server(adapter.module.echo_handler, autoping=False)
+    async with server as url, adapter.connect(url, autoping=False) as ws:
+        await ws.send_frame(b"hb", WSMsgType.PING)
+        # The echo handler ignores the PING it receives (autoping off): nothing comes back for it.
+        await ws.send_frame(b"x", WSMsgType.PONG)
+        await ws.send_str("after")
+        assert await ws.receive_str() == "after"
+        with pytest.raises(ValueError):
+            await ws.send_frame(b"", 0x3)  # reserved opcode
+
+
+async def test_json_with_custom_codecs(adapter: Adapter) -> None:
+    def dumps(value: Any) -> str:
+        return "J" + repr(value)
+
+    def loads(text: str) -> Any:
+        assert text.startswith("J")
+        return text[1:]
+
+    async with adapter.run_server(adapter.module.echo_handler) as url, adapter.connect(url) as ws:
+        await ws.send_json([1], dumps=dumps)
+        assert await ws.receive_json(loads=loads) == "[1]"
+
+
+async def test_close_without_a_code(adapter: Adapter) -> None:
+    async with adapter.run_server(adapter.module.echo_handler) as url, adapter.connect(url) as ws:
+        assert await ws.close(code=None) is True
+        assert ws.close_code == 1005  # the server echoed an empty close frame: "no status received"
