@@ -192,6 +192,7 @@ class StreamWebSocket:
         self._drain_waiter: EventLike | None = None
         self._done = io.event()  # the transport is closed and the background tasks ended
         self._timer_scope: ScopeLike | None = None
+        self._send_scope: ScopeLike | None = None  # the writer's current write
         self._bg_scope: ScopeLike | None = None
         self._transport_closed = False
         self.request: Request | None = getattr(conn, "request", None)
@@ -461,6 +462,8 @@ class StreamWebSocket:
             self._pending += len(data)
         if (data or conn.close_transport) and self._write_waiter is not None:
             self._write_waiter.set()
+        if conn.close_transport and self._send_scope is not None:
+            self._bound_flush()
         scope = self._timer_scope
         if scope is not None:
             deadline = conn.next_deadline()
@@ -540,12 +543,21 @@ class StreamWebSocket:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             try:
-                if data:
+                with io.cancel_scope() as scope:
+                    self._send_scope = scope
+                    self._bound_flush()
                     await io.send(self._stream, data)
             except io.stream_errors as exc:
                 self._out.clear()
                 self._pending = 0
                 self._stream_failed(exc)
+                break
+            finally:
+                self._send_scope = None
+            if scope.cancelled_caught:
+                # Cut short by _bound_flush: the peer does not read; the stream is dropped.
+                self._out.clear()
+                self._pending = 0
                 break
             self._pending -= len(data)
             if self._pending <= HIGH_WATER and self._drain_waiter is not None:
@@ -555,6 +567,18 @@ class StreamWebSocket:
         # The connection is over: end the reader and timer (the stream is closed).
         assert self._bg_scope is not None
         self._bg_scope.cancel()
+
+    def _bound_flush(self) -> None:
+        """Once the transport must close, a peer that does not read gets the close timeout to take
+        what is still being written (none after a timeout already ended the connection)."""
+        scope = self._send_scope
+        conn = self._conn
+        if scope is None or not conn.close_transport or scope.deadline != math.inf:
+            return
+        if isinstance(conn.exception, WSTimeoutError):
+            scope.cancel()
+        else:
+            scope.deadline = self.io.current_time() + (conn.config.close_timeout or 10.0)
 
     async def _timer(self) -> None:
         io = self.io

@@ -1,0 +1,227 @@
+"""wscore_anyio in anyio's idiom, on both of anyio's backends: task_status, task groups, cancellation.
+
+Exact back-pressure and cancellation points use `wrap_stream` over an in-memory byte stream built
+from zero-buffer memory object streams (every write waits for the reader: a lockstep pipe), with a
+bare wscore core as the peer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+
+import wscore_anyio
+from wscore import Connection, WSConfig, WSMsgType, WSTimeoutError, encode_frame
+from wscore.driver import HIGH_WATER
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every test runs on both backends."""
+    backend: str = request.param
+    return backend
+
+
+class PipeStream(anyio.abc.ByteStream):
+    """One end of an in-memory byte pipe; `send` returns once the other end has taken the bytes."""
+
+    def __init__(
+        self,
+        send: anyio.abc.ObjectSendStream[bytes],
+        receive: anyio.abc.ObjectReceiveStream[bytes],
+    ) -> None:
+        self._send = send
+        self._receive = receive
+
+    async def send(self, item: bytes) -> None:
+        await self._send.send(bytes(item))
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self._receive.receive()
+
+    async def send_eof(self) -> None:
+        await self._send.aclose()
+
+    async def aclose(self) -> None:
+        await self._send.aclose()
+        await self._receive.aclose()
+
+
+def pipe() -> tuple[PipeStream, PipeStream]:
+    """Two connected ends of a lockstep byte pipe."""
+    a_send, b_receive = anyio.create_memory_object_stream[bytes](0)
+    b_send, a_receive = anyio.create_memory_object_stream[bytes](0)
+    return PipeStream(a_send, a_receive), PipeStream(b_send, b_receive)
+
+
+class Peer:
+    """The other end of a pipe, speaking WebSocket through a bare core."""
+
+    def __init__(self, stream: PipeStream, *, client: bool) -> None:
+        self.stream = stream
+        self.core = Connection(client=client)
+
+    async def read_events(self) -> list[tuple[WSMsgType, object]]:
+        try:
+            self.core.receive_data(await self.stream.receive())
+        except anyio.EndOfStream:
+            self.core.receive_eof()
+        return [(m.type, m.data) for m in self.core.events()]
+
+
+@asynccontextmanager
+async def echo_server(**kw: Any) -> AsyncIterator[tuple[str, wscore_anyio.WSServer]]:
+    async with anyio.create_task_group() as tg:
+        server = await tg.start(partial(wscore_anyio.serve, wscore_anyio.echo_handler, "127.0.0.1", 0, **kw))
+        yield f"ws://127.0.0.1:{server.port}/", server
+        tg.cancel_scope.cancel()
+
+
+async def test_serve_with_task_status_and_cancel_closes_with_1001() -> None:
+    with anyio.fail_after(10):
+        async with echo_server() as (url, server):
+            assert isinstance(server, wscore_anyio.WSServer)
+            async with wscore_anyio.connect(url) as ws:
+                await ws.send_str("hello")
+                assert await ws.receive_str() == "hello"
+                assert len(server.connections) == 1
+                server.cancel_scope.cancel()
+                msg = await ws.receive()
+                assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1001)
+                assert (await ws.receive()).type is WSMsgType.CLOSED
+
+
+async def test_cancelling_the_async_with_body_closes_with_1001() -> None:
+    seen: list[int | None] = []
+
+    async def handler(ws: wscore_anyio.WebSocket) -> None:
+        async for _msg in ws:
+            pass
+        seen.append(ws.close_code)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            server = await tg.start(partial(wscore_anyio.serve, handler, "127.0.0.1", 0))
+            with anyio.CancelScope() as scope:
+                async with wscore_anyio.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+                    scope.cancel()
+                    await ws.receive()  # cancelled here
+            assert scope.cancelled_caught
+            assert ws.close_code == 1001
+            tg.cancel_scope.cancel()
+    assert seen == [1001]
+
+
+async def test_body_exception_propagates_unwrapped() -> None:
+    with anyio.fail_after(10):
+        async with echo_server() as (url, _server):
+            with pytest.raises(KeyError):
+                async with wscore_anyio.connect(url):
+                    raise KeyError("not an ExceptionGroup")
+
+
+async def test_move_on_after_around_receive_keeps_the_connection() -> None:
+    with anyio.fail_after(10):
+        async with echo_server() as (url, _server), wscore_anyio.connect(url) as ws:
+            with anyio.move_on_after(0.05) as scope:
+                await ws.receive()
+            assert scope.cancelled_caught
+            await ws.send_str("after")
+            assert await ws.receive_str() == "after"
+            with pytest.raises(WSTimeoutError):
+                await ws.receive(timeout=0.05)
+            assert not ws.closed
+
+
+async def test_cancelled_send_under_back_pressure_never_writes_half_a_frame() -> None:
+    ours, theirs = pipe()
+    peer = Peer(theirs, client=False)
+    big = bytes(range(256)) * (HIGH_WATER // 256 + 1)
+    with anyio.fail_after(10):
+        async with wscore_anyio.wrap_stream(ours, Connection(client=True)) as ws:
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(ws.send_bytes, big)  # waits: nobody reads the pipe
+                    await anyio.wait_all_tasks_blocked()
+                    scope.cancel()
+            events: list[tuple[WSMsgType, object]] = []
+
+            async def peer_reads() -> None:
+                while (WSMsgType.TEXT, "next") not in events:
+                    events.extend(await peer.read_events())
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(peer_reads)
+                await ws.send_str("next")
+            # The cancelled message was still sent whole, then the next one.
+            assert events == [(WSMsgType.BINARY, big), (WSMsgType.TEXT, "next")]
+            assert peer.core.exception is None
+            await theirs.aclose()
+
+
+async def test_a_full_queue_stops_reading_the_stream() -> None:
+    ours, theirs = pipe()
+    sent = 0
+
+    async def peer_sends() -> None:
+        nonlocal sent
+        for i in range(6):
+            await theirs.send(encode_frame(1, str(i).encode()))
+            sent += 1
+
+    with anyio.fail_after(10):
+        async with wscore_anyio.wrap_stream(ours, Connection(client=True), max_queue=2) as ws:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(peer_sends)
+                await anyio.wait_all_tasks_blocked()
+                assert sent == 2  # the third write waits: the queue is full, nobody reads
+                assert await ws.receive_str() == "0"
+                await anyio.wait_all_tasks_blocked()
+                assert sent == 3
+                assert [await ws.receive_str() for _ in range(5)] == ["1", "2", "3", "4", "5"]
+            await theirs.aclose()
+
+
+async def test_broadcast_skips_a_slow_client() -> None:
+    fast_ours, fast_theirs = pipe()
+    slow_ours, slow_theirs = pipe()  # nobody ever reads this one
+    fast_peer = Peer(fast_theirs, client=True)
+    rounds = HIGH_WATER // 4096 + 4
+    received: list[object] = []
+    quick_close = WSConfig(close_timeout=0.2)
+
+    async def fast_reads() -> None:
+        events: list[tuple[WSMsgType, object]] = []
+        while not any(t is WSMsgType.CLOSE for t, _ in events):
+            events = await fast_peer.read_events()
+            received.extend(d for t, d in events if t is WSMsgType.TEXT)
+        await fast_theirs.send(fast_peer.core.data_to_send())  # the close's answer
+
+    with anyio.fail_after(10):
+        async with (
+            anyio.create_task_group() as tg,
+            wscore_anyio.wrap_stream(fast_ours, Connection(client=False)) as fast,
+            wscore_anyio.wrap_stream(slow_ours, Connection(client=False, config=quick_close)) as slow,
+        ):
+            tg.start_soon(fast_reads)
+            skipped: list[wscore_anyio.WebSocket] = []
+            for _ in range(rounds):
+                skipped += wscore_anyio.broadcast([fast, slow], "x" * 4096)
+                await anyio.wait_all_tasks_blocked()
+            assert fast not in skipped
+            assert slow in skipped
+            assert slow.write_buffer_size() > HIGH_WATER
+            await slow.close()  # the slow peer never reads: dropped after the close timeout
+            assert slow.close_code == 1006
+        assert fast.close_code == 1000
+        await fast_theirs.aclose()
+        await slow_theirs.aclose()
+        assert received == ["x" * 4096] * rounds
