@@ -595,6 +595,10 @@ class StreamWebSocket:
             now = io.current_time()
             deadline = conn.next_deadline()
             if deadline is not None and now >= deadline:
+                if self._space_waiter is not None and conn.state is State.OPEN:
+                    # We stopped reading (the application is behind): the pong may be waiting unread
+                    # in the stream, so this silence is ours, not the peer's.
+                    conn.receive_data(b"", now)
                 conn.handle_timer(now)
                 self._after_io()
 

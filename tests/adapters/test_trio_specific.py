@@ -230,6 +230,22 @@ def test_heartbeat_drops_a_silent_peer_within_the_bound() -> None:
     run(main, autojump=True)
 
 
+def test_heartbeat_does_not_drop_a_peer_we_stopped_reading() -> None:
+    async def main() -> None:
+        ours, theirs = trio.testing.memory_stream_pair()
+        conn = Connection(client=True, config=make_config(heartbeat=10))
+        async with wscore_trio.wrap_stream(ours, conn, max_queue=1) as ws:
+            await theirs.send_all(encode_frame(1, b"one") + encode_frame(1, b"two"))
+            # 25 s of (mock) time, past ping + pong deadline, with the queue full: reading is paused.
+            with trio.move_on_after(25):
+                await trio.Event().wait()
+            assert not ws.closed
+            assert [await ws.receive_str(), await ws.receive_str()] == ["one", "two"]
+            await theirs.aclose()
+
+    run(main, autojump=True)
+
+
 def test_broadcast_skips_a_slow_client_and_reaches_the_others() -> None:
     async def main() -> None:
         fast_ours, fast_theirs = trio.testing.memory_stream_pair()
