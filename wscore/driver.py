@@ -223,8 +223,8 @@ class StreamWebSocket:
 
     @property
     def closed(self) -> bool:
-        """True once the close handshake has started (a close frame sent or received) or the connection
-        dropped: nothing more can be sent."""
+        """True once a close frame was sent or the connection is closed (or dropped): nothing more
+        can be sent."""
         conn = self._conn
         return conn.state is State.CLOSED or conn.close_sent or self._transport_closed
 

@@ -129,7 +129,9 @@ class WebSocket(StreamWebSocket):
     io = _AnyioIO()
 
 
-async def _open_stream(ssl: ssl_module.SSLContext | bool | None, url: WSURL) -> anyio.abc.ByteStream:
+async def _open_stream(
+    ssl: ssl_module.SSLContext | bool | None, server_hostname: str | None, url: WSURL
+) -> anyio.abc.ByteStream:
     stream = await anyio.connect_tcp(url.host, url.port)
     if not url.secure:
         return stream
@@ -142,7 +144,9 @@ async def _open_stream(ssl: ssl_module.SSLContext | bool | None, url: WSURL) -> 
     else:
         context = ssl_module.create_default_context()
     try:
-        return await TLSStream.wrap(stream, hostname=url.host, ssl_context=context, standard_compatible=False)
+        return await TLSStream.wrap(
+            stream, hostname=server_hostname or url.host, ssl_context=context, standard_compatible=False
+        )
     except BaseException:
         await anyio.aclose_forcefully(stream)
         raise
@@ -165,16 +169,18 @@ def connect(
     open_timeout: float | None = 10.0,
     max_queue: int = DEFAULT_MAX_QUEUE,
     ssl: ssl_module.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
 ) -> AbstractAsyncContextManager[WebSocket]:
     """Open a client connection to a ws:// or wss:// URL, as an async context manager.
 
-    Options are `wscore_asyncio.connect`'s: `ssl` is an `SSLContext` (or False: no verification).
+    Options are `wscore_asyncio.connect`'s: `ssl` is an `SSLContext` (or False: no verification),
+    `server_hostname` the name the certificate must match (default: the URL's host).
     A refused upgrade raises `HandshakeError`; `open_timeout` bounds TCP, TLS and handshake
     (`WSTimeoutError`). Leaving the block closes the connection (1001 if cancelled).
     """
     return connect_stream(
         WebSocket,
-        partial(_open_stream, ssl),
+        partial(_open_stream, ssl, server_hostname),
         url,
         protocols=protocols,
         headers=headers,
@@ -227,6 +233,7 @@ async def serve(
     max_queue: int = DEFAULT_MAX_QUEUE,
     shutdown_timeout: float = 10.0,
     ssl: ssl_module.SSLContext | None = None,
+    backlog: int = 100,
     task_status: anyio.abc.TaskStatus[WSServer] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections until cancelled: `await task_group.start(serve, handler, host, port)`
@@ -261,7 +268,7 @@ async def serve(
         max_queue=max_queue,
         shutdown_timeout=shutdown_timeout,
     )
-    tcp = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    tcp = await anyio.create_tcp_listener(local_host=host, local_port=port, backlog=backlog)
     server._port = tcp.extra(SocketAttribute.local_port)
     server.listener = tcp if ssl is None else TLSListener(tcp, ssl, standard_compatible=False)
     async with server.listener, anyio.create_task_group() as tg:

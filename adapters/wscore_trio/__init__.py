@@ -128,7 +128,9 @@ class WebSocket(StreamWebSocket):
     io = _TrioIO()
 
 
-async def _open_stream(ssl: ssl_module.SSLContext | bool | None, url: WSURL) -> trio.abc.Stream:
+async def _open_stream(
+    ssl: ssl_module.SSLContext | bool | None, server_hostname: str | None, url: WSURL
+) -> trio.abc.Stream:
     stream = await trio.open_tcp_stream(url.host, url.port)
     if not url.secure:
         return stream
@@ -140,7 +142,7 @@ async def _open_stream(ssl: ssl_module.SSLContext | bool | None, url: WSURL) -> 
         context = ssl
     else:
         context = ssl_module.create_default_context()
-    tls = trio.SSLStream(stream, context, server_hostname=url.host, https_compatible=True)
+    tls = trio.SSLStream(stream, context, server_hostname=server_hostname or url.host, https_compatible=True)
     try:
         await tls.do_handshake()  # now, so that a certificate error is reported as itself
     except BaseException as exc:
@@ -168,16 +170,18 @@ def connect(
     open_timeout: float | None = 10.0,
     max_queue: int = DEFAULT_MAX_QUEUE,
     ssl: ssl_module.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
 ) -> AbstractAsyncContextManager[WebSocket]:
     """Open a client connection to a ws:// or wss:// URL, as an async context manager.
 
-    Options are `wscore_asyncio.connect`'s: `ssl` is an `SSLContext` (or False: no verification).
+    Options are `wscore_asyncio.connect`'s: `ssl` is an `SSLContext` (or False: no verification),
+    `server_hostname` the name the certificate must match (default: the URL's host).
     A refused upgrade raises `HandshakeError`; `open_timeout` bounds TCP, TLS and handshake
     (`WSTimeoutError`). Leaving the block closes the connection (1001 if cancelled).
     """
     return connect_stream(
         WebSocket,
-        partial(_open_stream, ssl),
+        partial(_open_stream, ssl, server_hostname),
         url,
         protocols=protocols,
         headers=headers,
@@ -240,6 +244,7 @@ async def serve(
     max_queue: int = DEFAULT_MAX_QUEUE,
     shutdown_timeout: float = 10.0,
     ssl: ssl_module.SSLContext | None = None,
+    backlog: int = 100,
     task_status: trio.TaskStatus[WSServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections until cancelled: `await nursery.start(serve, handler, host, port)`
@@ -274,7 +279,9 @@ async def serve(
         max_queue=max_queue,
         shutdown_timeout=shutdown_timeout,
     )
-    listeners: list[trio.abc.Listener[Any]] = list(await trio.open_tcp_listeners(port, host=host))
+    listeners: list[trio.abc.Listener[Any]] = list(
+        await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    )
     if ssl is not None:
         listeners = [trio.SSLListener(listener, ssl, https_compatible=True) for listener in listeners]
     server.listeners = listeners
