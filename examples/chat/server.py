@@ -43,7 +43,11 @@ class ChatRoom:
         if request.path == "/ws":
             return None  # the core answers a non-WebSocket request here with 400/426
         if request.path in ("/", "/index.html") and request.method in ("GET", "HEAD"):
-            headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")]
+            headers = [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Length", str(len(self._page))),  # also for HEAD, which gets no body
+                ("Cache-Control", "no-store"),
+            ]
             return 200, headers, self._page if request.method == "GET" else b""
         return 404, [], b"not found: the page is at / and the WebSocket at /ws\n"
 

@@ -16,10 +16,16 @@ from wscore_asyncio import WSMsgType, connect
 from .helpers import run, serving, wscore
 
 
-def _get(url: str) -> tuple[int, str, bytes]:
+def _get(url: str, method: str = "GET") -> tuple[int, str, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.headers.get("Content-Type", ""), response.read()
+        request = urllib.request.Request(url, method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            length = response.headers.get("Content-Length", "")
+            if method == "HEAD":
+                return response.status, length, response.read()
+            body = response.read()
+            assert length == str(len(body))
+            return response.status, response.headers.get("Content-Type", ""), body
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, exc.headers.get("Content-Type", ""), exc.read()
@@ -35,6 +41,7 @@ def test_chat_relays_announces_and_shuts_down_with_1001(unused_port: int) -> Non
             status, ctype, body = await asyncio.to_thread(_get, base)
             assert (status, ctype) == (200, "text/html; charset=utf-8")
             assert b"new WebSocket(" in body and b"server disconnected" in body
+            assert await asyncio.to_thread(_get, base, "HEAD") == (200, str(len(body)), b"")
             status, _, _ = await asyncio.to_thread(_get, base + "missing")
             assert status == 404
 
