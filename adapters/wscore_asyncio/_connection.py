@@ -579,10 +579,14 @@ def broadcast(
             if ws._write_paused or ws.closed:
                 skipped.append(ws)
                 continue
-            if isinstance(message, str):
-                ws.core.send_text(message)
-            else:
-                ws.core.send_bytes(message)
+            try:
+                if isinstance(message, str):
+                    ws.core.send_text(message)
+                else:
+                    ws.core.send_bytes(message)
+            except Exception:  # a fragmented send in progress (InvalidStateError)
+                skipped.append(ws)
+                continue
             ws._write_out()
             continue
         try:

@@ -28,11 +28,23 @@ from wscore import WSMsgType
 
 from .conftest import SUMMARY
 
-pytestmark = [pytest.mark.autobahn, pytest.mark.timeout(1800)]
+pytestmark = [
+    pytest.mark.autobahn,
+    pytest.mark.timeout(1800),
+    # kosoku's 12.x/13.x cases open their test data without closing it: its leak, not ours.
+    pytest.mark.filterwarnings("ignore:unclosed file.*kosoku:ResourceWarning"),
+    pytest.mark.filterwarnings("ignore:Exception ignored in.*kosoku:pytest.PytestUnraisableExceptionWarning"),
+]
 
 AGENT = "wscore_asyncio"
 PARALLEL = int(os.environ.get("WSCORE_AUTOBAHN_PARALLEL", "2"))
 """Cases run at once: the 12.x/13.x compression cases are CPU-bound on both sides."""
+# Offering client_no_context_takeover lets the 13.x cases in which the server asks for it (13.2, 13.5,
+# 13.6) run instead of ending UNIMPLEMENTED.
+# zlib level 1: the same code paths as the default level 6, at a third of the CPU (the 12.x/13.x cases
+# push about 100 MiB each through deflate; the suite is CPU-bound on CI's two cores).
+CLIENT_COMPRESS = wscore_asyncio.DeflateOptions(client_no_context_takeover=True, level=1)
+SERVER_COMPRESS = wscore_asyncio.DeflateOptions(level=1)
 
 
 def _cases() -> list[str] | None:
@@ -72,7 +84,7 @@ async def _run_client(base: str) -> None:
         for case in numbers:
             url = f"{base}/runCase?case={case}&agent={AGENT}"
             try:
-                async with wscore_asyncio.connect(url, compress=True, max_msg_size=0) as ws:
+                async with wscore_asyncio.connect(url, compress=CLIENT_COMPRESS, max_msg_size=0) as ws:
                     await _echo(ws)
             except wscore_asyncio.ConnectionClosed:
                 pass  # the case closed the connection while we were echoing: that is its verdict
@@ -86,7 +98,9 @@ async def _run_client(base: str) -> None:
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_server_role(tmp_path: Path) -> None:
     """kosoku's fuzzing client against our echo server (compression accepted)."""
-    server = wscore_asyncio.serve(wscore_asyncio.echo_handler, "127.0.0.1", 0, max_msg_size=64 * 1024 * 1024)
+    server = wscore_asyncio.serve(
+        wscore_asyncio.echo_handler, "127.0.0.1", 0, compress=SERVER_COMPRESS, max_msg_size=64 * 1024 * 1024
+    )
     async with server as srv:
         start = time.monotonic()
         try:
