@@ -135,6 +135,13 @@ ADAPTERS: dict[str, Adapter] = {
     "asyncio": Adapter(
         "asyncio", ("asyncio", {"debug": True}), _asyncio_connect, _asyncio_run_server, wscore_asyncio
     ),
+    "asyncio-uvloop": Adapter(
+        "asyncio-uvloop",
+        ("asyncio", {"debug": True, "use_uvloop": True}),
+        _asyncio_connect,
+        _asyncio_run_server,
+        wscore_asyncio,
+    ),
     "trio": Adapter(
         "trio", "trio", _structured_connect(wscore_trio), _structured_run_server(wscore_trio), wscore_trio
     ),
