@@ -74,6 +74,8 @@ class WebSocket(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._queue: deque[WSMessage] = deque()
         self._max_queue = max_queue
+        # Reading resumes once the queue is down to a quarter: no pause/resume flapping per message.
+        self._low_water = max_queue // 4
         self._receive_timeout = receive_timeout
         self._waiter: asyncio.Future[None] | None = None
         self._read_paused = False
@@ -312,7 +314,7 @@ class WebSocket(asyncio.Protocol):
         queue = self._queue
         if queue:
             msg = queue.popleft()
-            if self._read_paused and len(queue) < self._max_queue:
+            if self._read_paused and len(queue) <= self._low_water:
                 self._resume_reading()
             return msg
         return await self._receive_wait(timeout)
@@ -342,7 +344,7 @@ class WebSocket(asyncio.Protocol):
                 if handle is not None:
                     handle.cancel()
         msg = queue.popleft()
-        if self._read_paused and len(queue) < self._max_queue:
+        if self._read_paused and len(queue) <= self._low_water:
             self._resume_reading()
         return msg
 

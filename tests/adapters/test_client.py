@@ -119,7 +119,7 @@ async def test_close_timeout_when_peer_never_answers(adapter: Adapter) -> None:
 async def test_heartbeat_keeps_a_live_connection(adapter: Adapter) -> None:
     async with (
         adapter.run_server(adapter.module.echo_handler) as url,
-        adapter.connect(url, heartbeat=0.05) as ws,
+        adapter.connect(url, heartbeat=0.05, pong_timeout=2) as ws,
     ):
         # Several heartbeat periods of silence from the application: the pongs keep it open.
         with pytest.raises(TimeoutError):
