@@ -470,7 +470,7 @@ def test_heartbeat_does_not_drop_a_peer_we_stopped_reading() -> None:
                 if msg.data == "last":
                     await ws.send_str(str(count))
 
-        server = wscore_asyncio.serve(handler, "127.0.0.1", 0, max_queue=1, heartbeat=0.05, pong_timeout=0.05)
+        server = wscore_asyncio.serve(handler, "127.0.0.1", 0, max_queue=1, heartbeat=0.05, pong_timeout=0.2)
         async with server as srv, wscore_asyncio.connect(f"ws://127.0.0.1:{srv.port}/") as ws:
             for _ in range(20):
                 await ws.send_bytes(b"p" * 300_000)
@@ -478,7 +478,7 @@ def test_heartbeat_does_not_drop_a_peer_we_stopped_reading() -> None:
             await paused.wait()
             # Many heartbeat periods pass while the server's application does not read.
             with pytest.raises(asyncio.TimeoutError):
-                await ws.receive(timeout=0.5)
+                await ws.receive(timeout=0.6)
             release.set()
             assert await ws.receive_str() == "21"
 

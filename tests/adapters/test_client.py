@@ -149,7 +149,7 @@ async def test_server_heartbeat(adapter: Adapter) -> None:
         async for _msg in ws:
             pass
 
-    server = adapter.run_server(handler, heartbeat=0.1, pong_timeout=0.1)
+    server = adapter.run_server(handler, heartbeat=0.1, pong_timeout=0.5)
     async with server as url, adapter.connect(url, autoping=False) as ws:
         msg = await ws.receive()
         assert msg.type is WSMsgType.PING  # the server's heartbeat, shown since autoping is off
