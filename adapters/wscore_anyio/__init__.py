@@ -32,6 +32,8 @@ from wscore import (
     ConnectionClosed,
     DeflateOptions,
     HandshakeError,
+    InvalidStateError,
+    MessageTooBig,
     ProtocolError,
     Request,
     WSCloseCode,
@@ -56,8 +58,12 @@ from wscore.driver import wrap_stream as _wrap_stream
 from wscore.handshake import HeadersLike, SubprotocolSelector
 
 __all__ = [
+    "DEFAULT_MAX_QUEUE",
     "ConnectionClosed",
+    "DeflateOptions",
     "HandshakeError",
+    "InvalidStateError",
+    "MessageTooBig",
     "ProtocolError",
     "Request",
     "WSCloseCode",

@@ -28,6 +28,8 @@ from wscore import (
     ConnectionClosed,
     DeflateOptions,
     HandshakeError,
+    InvalidStateError,
+    MessageTooBig,
     ProtocolError,
     Request,
     WSCloseCode,
@@ -52,8 +54,12 @@ from wscore.driver import wrap_stream as _wrap_stream
 from wscore.handshake import HeadersLike, SubprotocolSelector
 
 __all__ = [
+    "DEFAULT_MAX_QUEUE",
     "ConnectionClosed",
+    "DeflateOptions",
     "HandshakeError",
+    "InvalidStateError",
+    "MessageTooBig",
     "ProtocolError",
     "Request",
     "WSCloseCode",
