@@ -518,3 +518,32 @@ def test_connection_as_its_own_context_manager_and_argument_checks(
                 wscore_asyncio.serve(echo, protocols="chat")
 
     run(main)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"\x83\x80\x00\x00\x00\x00", 1002),  # reserved opcode 0x3
+        (b"\x81\x82\x00\x00\x00\x00\xc3\x28", 1007),  # text that is not UTF-8
+        (b"\x82\x00", 1002),  # unmasked frame from a client
+    ],
+)
+def test_server_fails_a_client_that_breaks_the_protocol(frame: bytes, code: int) -> None:
+    async def main() -> None:
+        seen: list[Any] = []
+
+        async def handler(ws: WebSocket) -> None:
+            msg = await ws.receive()
+            seen.append((msg.type, ws.close_code, type(ws.exception()).__name__))
+            seen.append((await ws.receive()).type)
+
+        async with wscore_asyncio.serve(handler, "127.0.0.1", 0) as server:
+            async with wscore_asyncio.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+                assert ws.transport is not None
+                ws.transport.write(frame)  # bytes our own core would never send
+                msg = await ws.receive()
+                assert (msg.type, msg.data) == (WSMsgType.CLOSE, code)
+            assert_closed(ws)
+        assert seen == [(WSMsgType.ERROR, code, "ProtocolError"), WSMsgType.CLOSED]
+
+    run(main)
