@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import inspect
 import json
-import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._types import CLOSED_MESSAGE, CLOSING_MESSAGE, State, WSMessage, WSMsgType
 from .adapter import (
@@ -55,6 +54,9 @@ from .frames import encode_frame
 from .handshake import HeadersLike, Request, SubprotocolSelector
 from .server import ServerConnection
 
+if TYPE_CHECKING:
+    import logging
+
 __all__ = [
     "HIGH_WATER",
     "IOBackend",
@@ -67,7 +69,14 @@ __all__ = [
     "wrap_stream",
 ]
 
-logger = logging.getLogger("wscore")
+
+def _logger() -> logging.Logger:
+    # logging imports threading; importing it only when a failure is logged keeps every module of
+    # the wscore package free of I/O and thread modules (the sans-I/O guard checks them all).
+    import logging
+
+    return logging.getLogger("wscore")
+
 
 HIGH_WATER = 64 * 1024
 """Bytes queued for writing above which `send_*()` waits for the writer (back-pressure)."""
@@ -831,7 +840,7 @@ class StreamServer:
         try:
             opened = await _server_handshake(io, stream, conn, self._process_request, self._extra_headers)
         except (HandshakeError, WSTimeoutError) as exc:
-            logger.debug("opening handshake failed: %s", exc)
+            _logger().debug("opening handshake failed: %s", exc)
             opened = False
         except BaseException:
             with io.cancel_scope(shield=True):
@@ -858,7 +867,7 @@ class StreamServer:
         except ConnectionClosed:
             pass  # the peer went away while the handler was sending: not the handler's fault
         except Exception:
-            logger.exception("connection handler failed; closed with 1011")
+            _logger().exception("connection handler failed; closed with 1011")
 
     async def shutdown_on_cancel(self) -> None:
         """A task for the server's task group: when the server is cancelled, `shutdown()` (shielded)
@@ -915,7 +924,7 @@ async def _server_handshake(
                 if inspect.isawaitable(response):
                     response = await response
             except Exception:
-                logger.exception("process_request failed; answering 500")
+                _logger().exception("process_request failed; answering 500")
                 response = (500, [], b"Internal Server Error")
             if conn.state is not State.CONNECTING:
                 return False  # the open timeout passed meanwhile

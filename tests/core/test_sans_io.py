@@ -14,11 +14,10 @@ _PROBE = """
 import importlib, json, pkgutil, sys
 import wscore
 assert wscore.__file__.startswith(sys.argv[1]), wscore.__file__
-# Every module of the package, not only what __init__ imports -- except driver.py, the async driver the
-# trio/anyio adapters share (not part of the sans-I/O core; it logs, and logging imports threading).
+# Every module of the package, not only what __init__ imports: driver.py too (the trio/anyio adapters'
+# shared async driver is pure Python against an I/O-backend protocol).
 for module in pkgutil.iter_modules(wscore.__path__):
-    if module.name != "driver":
-        importlib.import_module("wscore." + module.name)
+    importlib.import_module("wscore." + module.name)
 print(json.dumps(sorted(sys.modules)))
 """
 
