@@ -22,7 +22,6 @@ failed) within the close timeout, shielded from the cancellation, then cancels t
 from __future__ import annotations
 
 import inspect
-import json
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -34,14 +33,12 @@ from ._types import CLOSED_MESSAGE, CLOSING_MESSAGE, State, WSMessage, WSMsgType
 from .adapter import (
     DEFAULT_MAX_QUEUE,
     WSURL,
+    WebSocketBase,
     WSTimeout,
     check_http_response,
     close_args,
     compress_flag,
     control_payload,
-    decode_json,
-    expect_bytes,
-    expect_str,
     make_config,
     parse_url,
     text_or_bytes,
@@ -166,7 +163,7 @@ class IOBackend:
 _W = TypeVar("_W", bound="StreamWebSocket")
 
 
-class StreamWebSocket:
+class StreamWebSocket(WebSocketBase):
     """A WebSocket connection over a byte stream, with aiohttp's WebSocket API.
 
     Made by an adapter's `connect()` or `serve()`; usable inside their `async with` / handler.
@@ -213,11 +210,6 @@ class StreamWebSocket:
 
     # -- state ---------------------------------------------------------------------------------
 
-    @property
-    def core(self) -> Connection:
-        """The sans-I/O connection this object drives."""
-        return self._conn
-
     def write_buffer_size(self) -> int:
         """Bytes handed to the writer but not yet written."""
         return self._pending
@@ -236,25 +228,6 @@ class StreamWebSocket:
         can be sent."""
         conn = self._conn
         return conn.state is State.CLOSED or conn.close_sent or self._transport_closed
-
-    @property
-    def close_code(self) -> int | None:
-        """The peer's close code (1006 when the connection dropped), or None while open."""
-        return self._conn.close_code
-
-    @property
-    def close_reason(self) -> str:
-        """The reason that came with the close code."""
-        return self._conn.close_reason
-
-    @property
-    def protocol(self) -> str | None:
-        """The negotiated subprotocol."""
-        return self._conn.subprotocol
-
-    def exception(self) -> BaseException | None:
-        """Why the connection failed or dropped (protocol error, timeout, broken stream), else None."""
-        return self._conn.exception
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """Transport details: "peername", "sockname", "ssl_object", "stream"."""
@@ -311,29 +284,6 @@ class StreamWebSocket:
             self._space_waiter.set()
         return msg
 
-    async def receive_str(self, *, timeout: float | None = None) -> str:
-        """The next message, which must be TEXT (else `WSMessageTypeError`)."""
-        return expect_str(await self.receive(timeout))
-
-    async def receive_bytes(self, *, timeout: float | None = None) -> bytes:
-        """The next message, which must be BINARY (else `WSMessageTypeError`)."""
-        return expect_bytes(await self.receive(timeout))
-
-    async def receive_json(
-        self, *, loads: Callable[[str], Any] = json.loads, timeout: float | None = None
-    ) -> Any:
-        """The next TEXT message decoded with `loads`."""
-        return decode_json(await self.receive(timeout), loads)
-
-    def __aiter__(self: _W) -> _W:
-        return self
-
-    async def __anext__(self) -> WSMessage:
-        msg = await self.receive()
-        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-            raise StopAsyncIteration
-        return msg
-
     # -- sending -------------------------------------------------------------------------------
 
     async def send_str(self, data: str, compress: bool | int | None = None) -> None:
@@ -351,12 +301,6 @@ class StreamWebSocket:
         text_or_bytes(data, "bytes")
         self._conn.send_bytes(data, compress=compress_flag(compress))
         await self._flush()
-
-    async def send_json(
-        self, data: Any, compress: bool | int | None = None, *, dumps: Callable[[Any], str] = json.dumps
-    ) -> None:
-        """Send `dumps(data)` as a text message."""
-        await self.send_str(dumps(data), compress)
 
     async def send_frame(
         self, message: bytes | bytearray | memoryview, opcode: int, compress: bool | int | None = None

@@ -9,7 +9,6 @@ call, not a task switch. One `loop.call_at` timer per connection follows `core.n
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final, cast
@@ -29,12 +28,10 @@ from wscore import (
 )
 from wscore.adapter import (
     DEFAULT_MAX_QUEUE,
+    WebSocketBase,
     close_args,
     compress_flag,
     control_payload,
-    decode_json,
-    expect_bytes,
-    expect_str,
     text_or_bytes,
 )
 
@@ -53,7 +50,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(asyncio.TimeoutError())
 
 
-class WebSocket(asyncio.Protocol):
+class WebSocket(WebSocketBase, asyncio.Protocol):
     """A WebSocket connection (client or server) with aiohttp's `ClientWebSocketResponse` API.
 
     Get one from `connect()`, as the argument of a `serve()` handler, or from `wrap_transport()`.
@@ -348,29 +345,6 @@ class WebSocket(asyncio.Protocol):
             self._resume_reading()
         return msg
 
-    async def receive_str(self, *, timeout: float | None = None) -> str:
-        """The next message's text; any other kind raises `WSMessageTypeError`."""
-        return expect_str(await self.receive(timeout))
-
-    async def receive_bytes(self, *, timeout: float | None = None) -> bytes:
-        """The next message's bytes; any other kind raises `WSMessageTypeError`."""
-        return expect_bytes(await self.receive(timeout))
-
-    async def receive_json(
-        self, *, loads: Callable[[str], Any] = json.loads, timeout: float | None = None
-    ) -> Any:
-        """The next TEXT message decoded with `loads`."""
-        return decode_json(await self.receive(timeout), loads)
-
-    def __aiter__(self) -> WebSocket:
-        return self
-
-    async def __anext__(self) -> WSMessage:
-        msg = await self.receive()
-        if msg.type in _STOP_ITERATION:
-            raise StopAsyncIteration
-        return msg
-
     # -- sending -----------------------------------------------------------------------------------
 
     async def send_str(self, data: str, compress: bool | int | None = None) -> None:
@@ -404,12 +378,6 @@ class WebSocket(asyncio.Protocol):
             self._transport.write(out)  # type: ignore[union-attr]
         if self._write_paused:
             await self._drain()
-
-    async def send_json(
-        self, data: Any, compress: bool | int | None = None, *, dumps: Callable[[Any], str] = json.dumps
-    ) -> None:
-        """Send `dumps(data)` as a text message."""
-        await self.send_str(dumps(data), compress=compress)
 
     async def send_frame(
         self, message: bytes | bytearray | memoryview, opcode: int, compress: bool | int | None = None
@@ -503,33 +471,9 @@ class WebSocket(asyncio.Protocol):
         return conn.close_sent or conn.closed or self._lost.done()
 
     @property
-    def close_code(self) -> int | None:
-        """The peer's close code, ours if we failed the connection, 1006 if it dropped, else None."""
-        return self._conn.close_code
-
-    @property
-    def close_reason(self) -> str:
-        """The reason that came with `close_code`."""
-        return self._conn.close_reason
-
-    @property
-    def protocol(self) -> str | None:
-        """The negotiated subprotocol, or None."""
-        return self._conn.subprotocol
-
-    @property
-    def core(self) -> Connection:
-        """The sans-I/O connection this object drives."""
-        return self._conn
-
-    @property
     def transport(self) -> asyncio.Transport | None:
         """The asyncio transport, once connected."""
         return self._transport
-
-    def exception(self) -> BaseException | None:
-        """Why the connection failed or dropped (protocol error, timeout, EOF), else None."""
-        return self._conn.exception
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """The transport's extra info (`peername`, `sslcontext`, `socket`, ...)."""
