@@ -55,7 +55,12 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[misc,unused-ignore]
         name = os.path.basename(built)
         if version == "editable":
             # An editable install imports from the source tree, so the module goes there (gitignored).
-            shutil.copy2(built, os.path.join(self.root, "wscore", name))
+            # Copy beside it, then rename: overwriting a loaded shared object in place crashes the
+            # processes that have it mapped, while a rename leaves them the old file.
+            target = os.path.join(self.root, "wscore", name)
+            staging = f"{target}.{os.getpid()}.tmp"
+            shutil.copy2(built, staging)
+            os.replace(staging, target)
         else:
             build_data["force_include"][built] = f"wscore/{name}"
         build_data["pure_python"] = False
