@@ -228,7 +228,9 @@ def uvicorn_server(ws: Any) -> Server:
                 pass
 
         app = Starlette(routes=[WebSocketRoute("/", echo)])
-        sock = socket.socket()
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
+        # and accepted sockets inherit proto 0 from socket.socket(); Nagle would stall pipelining.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         config = uvicorn.Config(app, ws=ws, lifespan="off", log_level="warning", ws_max_size=MAX_SIZE)
