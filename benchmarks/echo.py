@@ -135,6 +135,13 @@ async def picows_server() -> AsyncIterator[str]:
     import picows
 
     class Echo(picows.WSListener):
+        # No back-pressure, like the simplest picows echo server (the default methods log a warning).
+        def pause_writing(self) -> None:
+            pass
+
+        def resume_writing(self) -> None:
+            pass
+
         def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
             if frame.msg_type is picows.WSMsgType.CLOSE:
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
@@ -299,6 +306,12 @@ async def picows_client(url: str) -> AsyncIterator[tuple[Send, Recv]]:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
 
     class Client(picows.WSListener):
+        def pause_writing(self) -> None:
+            pass
+
+        def resume_writing(self) -> None:
+            pass
+
         def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
             if frame.msg_type is picows.WSMsgType.BINARY:
                 queue.put_nowait(frame.get_payload_as_bytes())
