@@ -134,7 +134,7 @@ async def aiohttp_server() -> AsyncIterator[str]:
 async def picows_server() -> AsyncIterator[str]:
     import picows
 
-    class Echo(picows.WSListener):
+    class Echo(picows.WSListener):  # type: ignore[misc,unused-ignore]  # Any when picows (bench extra) is absent
         # No back-pressure, like the simplest picows echo server (the default methods log a warning).
         def pause_writing(self) -> None:
             pass
@@ -305,7 +305,7 @@ async def picows_client(url: str) -> AsyncIterator[tuple[Send, Recv]]:
     # picows calls back per frame; a queue turns that into the awaitable receive the others have.
     queue: asyncio.Queue[bytes] = asyncio.Queue()
 
-    class Client(picows.WSListener):
+    class Client(picows.WSListener):  # type: ignore[misc,unused-ignore]  # as above
         def pause_writing(self) -> None:
             pass
 
