@@ -27,6 +27,7 @@ __all__ = [
     "close_args",
     "compress_flag",
     "compress_options",
+    "echo_handler",
     "control_payload",
     "decode_json",
     "expect_bytes",
@@ -247,6 +248,12 @@ class WebSocketBase:
         """Send a text message (each adapter implements this)."""
         raise NotImplementedError
 
+    async def send_bytes(
+        self, data: bytes | bytearray | memoryview, compress: bool | int | None = None
+    ) -> None:
+        """Send a binary message (each adapter implements this)."""
+        raise NotImplementedError
+
     async def receive_str(self, *, timeout: float | None = None) -> str:
         """The next message, which must be TEXT (else `WSMessageTypeError`)."""
         return expect_str(await self.receive(timeout))
@@ -302,3 +309,12 @@ class WebSocketBase:
 
 
 _WS = TypeVar("_WS", bound=WebSocketBase)
+
+
+async def echo_handler(ws: WebSocketBase) -> None:
+    """Send every text and binary message back (the echo servers' and Autobahn runs' handler)."""
+    async for msg in ws:
+        if msg.type is WSMsgType.TEXT:
+            await ws.send_str(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            await ws.send_bytes(msg.data)

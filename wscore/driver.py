@@ -39,6 +39,7 @@ from .adapter import (
     close_args,
     compress_flag,
     control_payload,
+    echo_handler,
     make_config,
     parse_url,
     text_or_bytes,
@@ -914,15 +915,6 @@ def broadcast(
         if not sent:
             skipped.append(ws)
     return skipped
-
-
-async def echo_handler(ws: StreamWebSocket) -> None:
-    """Send every text and binary message back (the handler of the echo servers and Autobahn runs)."""
-    async for msg in ws:
-        if msg.type is WSMsgType.TEXT:
-            await ws.send_str(msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            await ws.send_bytes(msg.data)
 
 
 def _deadline(io: IOBackend, timeout: float | None) -> float:

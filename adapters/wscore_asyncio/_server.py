@@ -19,9 +19,8 @@ from wscore import (
     ServerConnection,
     State,
     WSConfig,
-    WSMsgType,
 )
-from wscore.adapter import DEFAULT_MAX_QUEUE, WSTimeout, check_http_response, make_config
+from wscore.adapter import DEFAULT_MAX_QUEUE, WSTimeout, check_http_response, echo_handler, make_config
 
 from ._connection import WebSocket
 
@@ -361,15 +360,6 @@ async def accept_socket(
         raise
     await ws._wait_lost()
     return None
-
-
-async def echo_handler(ws: WebSocket) -> None:
-    """Send every text and binary message back (the handler of `echo` and of the Autobahn runs)."""
-    async for msg in ws:
-        if msg.type is WSMsgType.TEXT:
-            await ws.send_str(msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            await ws.send_bytes(msg.data)
 
 
 async def echo(
