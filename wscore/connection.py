@@ -86,6 +86,9 @@ class Connection:
         self.close_reason: str = ""
         self.close_transport = False
         """True once the driver should close the TCP connection (RFC 6455 §7.1.1)."""
+        self.abort_transport = False
+        """True when the connection was dropped (1006, e.g. a close or pong timeout): close TCP at
+        once instead of flushing first, so `close()` stays within the close timeout."""
 
         self._state = _state
         self._buf = bytearray()
@@ -483,6 +486,7 @@ class Connection:
             self._events.append(WSMessage(WSMsgType.ERROR, exc, None))
             self._set_closed()
         self.close_transport = True
+        self.abort_transport = True
 
     def _set_closed(self) -> None:
         self._state = _CLOSED

@@ -263,6 +263,10 @@ class WebSocket(WebSocketBase, asyncio.Protocol):
         transport = self._transport
         if transport is None or self._transport_closing:
             return
+        if self._conn.abort_transport:
+            # Dropped (e.g. no close frame in time): what is still buffered will never be read.
+            self._abort()
+            return
         self._transport_closing = True
         if self._timer is not None:
             self._timer.cancel()

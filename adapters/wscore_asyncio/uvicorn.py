@@ -443,7 +443,11 @@ class WSCoreProtocol(asyncio.Protocol):
     def _close_transport(self) -> None:
         self._cancel_timer()
         if self.transport is not None:
-            self.transport.close()
+            if self.conn.abort_transport:
+                # Dropped (e.g. no close frame in time): what is still buffered will never be read.
+                self.transport.abort()
+            else:
+                self.transport.close()
 
     def _arm_timer(self) -> None:
         # One loop timer: the core's deadlines only move later as data arrives, so it is re-armed

@@ -150,9 +150,20 @@ class TestCloseAndOpenTimeouts:
         conn = open_connection(client=False, config=WSConfig(close_timeout=3, heartbeat=100), now=0.0)
         conn.close(now=1.0)
         assert conn.next_deadline() == 4.0
+        assert conn.close_transport is False
         conn.handle_timer(4.0)
         assert conn.close_code == 1006
         assert isinstance(conn.exception, WSTimeoutError)
+        # Our close frame may sit unread in the send buffer of a peer that stopped reading: the driver
+        # must drop TCP now rather than flush, or close() would take a second close timeout.
+        assert conn.close_transport and conn.abort_transport
+
+    def test_a_completed_close_handshake_closes_tcp_gracefully(self) -> None:
+        conn = open_connection(client=False, config=WSConfig(close_timeout=3), now=0.0)
+        conn.close(now=1.0)
+        conn.receive_data(peer_frame(conn, 0x8, b"\x03\xe8"), now=2.0)
+        assert conn.close_code == 1000
+        assert conn.close_transport and not conn.abort_transport
 
     def test_close_timeout_with_now_from_receive(self) -> None:
         conn = open_connection(client=False, config=WSConfig(close_timeout=3), now=None)
