@@ -28,6 +28,8 @@ ExtensionParams = list[tuple[str, str | None]]
 """An extension's parameters in order, as `(name, value or None)`."""
 
 _TAIL = b"\x00\x00\xff\xff"
+# Bounded inflation works in steps of this many bytes in and out (see PerMessageDeflate.decompress).
+_STEP = 16 * 1024
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -199,19 +201,21 @@ class PerMessageDeflate:
         return out
 
     def decompress(self, data: bytes, fin: bool, max_size: int | None) -> bytes:
-        """Inflate one frame of a compressed message, producing at most `max_size` bytes."""
+        """Inflate one frame of a compressed message, producing at most `max_size` bytes.
+
+        Past `max_size`, `MessageTooBig` is raised having held at most `max_size` bytes of output plus
+        a step (16 KiB), however much the frame would inflate to.
+        """
         decomp = self._decompressor
         if decomp is None:
             decomp = self._decompressor = zlib.decompressobj(-max(9, self.remote_max_window_bits))
-        if fin:
-            data += _TAIL
         try:
             if max_size is None:
                 out = decomp.decompress(data)
+                if fin:
+                    out += decomp.decompress(_TAIL)
             else:
-                out = decomp.decompress(data, max_size + 1)
-                if len(out) > max_size or decomp.unconsumed_tail:
-                    raise MessageTooBig(f"message inflates to more than {max_size} bytes (max_message_size)")
+                out = _inflate(decomp, data, fin, max_size)
         except zlib.error as exc:
             raise ProtocolError(f"invalid deflate data: {exc} (RFC 7692 §7.2.2)") from None
         # A block with BFINAL set (RFC 7692 §7.2.3.4) ends the deflate stream: zlib would ignore
@@ -243,6 +247,39 @@ class PerMessageDeflate:
 
     def __repr__(self) -> str:
         return f"PerMessageDeflate({serialize_extensions([('', self.response_params(server=True))])})"
+
+
+def _inflate(decomp: zlib._Decompress, data: bytes, fin: bool, max_size: int) -> bytes:
+    """Inflate `data` (and the §7.2.2 tail if `fin`) into at most `max_size` bytes, else MessageTooBig.
+
+    In and out in steps of at most `_STEP` bytes: zlib's output for a bounded call is built in blocks
+    then joined (twice its size for a moment), and its unconsumed input is a copy, so one call with the
+    whole frame and `max_size` would hold about two `max_size` plus two frames at its peak.
+    """
+    inputs: Sequence[bytes | memoryview]
+    if len(data) <= _STEP:
+        inputs = (data + _TAIL if fin else data,)
+    else:
+        view = memoryview(data)
+        inputs = [view[i : i + _STEP] for i in range(0, len(data), _STEP)]
+        if fin:
+            inputs.append(_TAIL)
+    pieces: list[bytes] = []
+    size = 0
+    for first in inputs:
+        chunk = first
+        while True:
+            room = min(max_size - size + 1, _STEP)
+            out = decomp.decompress(chunk, room)
+            size += len(out)
+            if size > max_size:
+                raise MessageTooBig(f"message inflates to more than {max_size} bytes (max_message_size)")
+            pieces.append(out)
+            if len(out) < room:
+                break  # all of `chunk` is consumed and nothing is pending
+            # A full step: input left over, or output still pending inside zlib.
+            chunk = decomp.unconsumed_tail
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 _KNOWN = frozenset(

@@ -347,6 +347,37 @@ class TestDecompressionBombs:
         assert peak < 8 << 20  # the 1 MiB limit plus a frame's worth, not 64 MiB
 
     @ROLES
+    def test_a_bomb_costs_the_limit_plus_a_step(self, client: bool) -> None:
+        """Inflation runs in steps of 16 KiB in and out, so 66 KB that would inflate to 64 MiB fail
+        having held the 1 MiB limit plus under 192 KiB (zlib's state, a step, the frame) — one call
+        for the whole limit held twice the limit, as zlib builds its output in blocks then joins them."""
+        comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+        block = comp.compress(b"\x00" * (1 << 20)) + comp.flush(zlib.Z_FULL_FLUSH)  # 1 MiB of zeros
+        bomb = block * 64  # full flushes make each block stand alone, so they repeat exactly
+        assert len(bomb) < 70_000
+        assert len(zlib.decompressobj(-15).decompress(block * 2)) == 2 << 20
+        conn = open_connection(client, WSConfig(max_message_size=1 << 20), deflate=PerMessageDeflate())
+        frame = peer_frame(conn, 0x2, bomb, rsv1=True)
+        tracemalloc.start()
+        try:
+            conn.receive_data(frame)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert error_of(conn) == 1009
+        assert peak < (1 << 20) + (192 << 10), peak
+
+    @ROLES
+    @pytest.mark.parametrize("size", [16_383, 16_384, 16_385, 200_000])
+    def test_messages_around_a_step_inflate_whole(self, client: bool, size: int) -> None:
+        """Output that ends exactly on, just before or after a 16 KiB step, or spans several, comes out
+        whole, with the limit at the message's size."""
+        data = bytes(i * 7 % 251 for i in range(size))
+        conn = open_connection(client, WSConfig(max_message_size=size), deflate=PerMessageDeflate())
+        conn.receive_data(peer_frame(conn, 0x2, deflated(data), rsv1=True))
+        assert [e.data for e in conn.events()] == [data]
+
+    @ROLES
     def test_the_limit_counts_across_fragments(self, client: bool) -> None:
         conn = open_connection(client, WSConfig(max_message_size=1000), deflate=PerMessageDeflate())
         data = deflated(b"a" * 1500)
