@@ -95,10 +95,22 @@ class ClientConnection(Connection):
         raise exc
 
     def _receive_handshake_data(self, data: bytes) -> None:
+        limit = self.config.max_handshake_size + 1
+        if len(data) > limit:
+            # As the server does: h11 parses a complete head whatever its size, so it gets slices one
+            # byte over our limit, and a longer head fails as incomplete, unparsed.
+            for start in range(0, len(data), limit):
+                if self._state is not State.CONNECTING:
+                    self.receive_data(data[start:])  # the frames right behind the 101
+                    return
+                self._receive_handshake_data(data[start : start + limit])
+            return
         try:
             self._h11.receive_data(data)
             self._next_h11_events()
         except h11.RemoteProtocolError as exc:
+            if exc.error_status_hint == 431:  # h11's own limit, on a head still incomplete
+                self._refuse(f"response head over {self.config.max_handshake_size} bytes")
             self._refuse(f"invalid HTTP response: {exc}")
 
     def _next_h11_events(self) -> None:
@@ -108,6 +120,12 @@ class ClientConnection(Connection):
                 return
             if isinstance(event, h11.InformationalResponse):
                 if event.status_code == 101:
+                    # h11 bounds only an incomplete head: a complete one is measured here, as by the server.
+                    size = len(event.reason) + 15 + sum(len(k) + len(v) + 4 for k, v in event.headers)
+                    if size > self.config.max_handshake_size:
+                        self._refuse(f"response head over {self.config.max_handshake_size} bytes", 101)
+                    if len(event.headers) > self.config.max_headers:
+                        self._refuse(f"more than {self.config.max_headers} header fields", 101)
                     self._check_response(normalize_headers(event.headers))
                     return
                 continue  # 1xx other than 101 (e.g. 100 Continue) carry nothing for us

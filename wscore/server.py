@@ -63,6 +63,14 @@ class ServerConnection(Connection):
             # Bytes after the request (a client that does not wait for the 101) stay buffered.
             self._buf += data
             return
+        limit = self.config.max_handshake_size + 1
+        if len(data) > limit:
+            # h11 parses a head that is complete in its buffer whatever its size (its limit holds only
+            # for an incomplete one), at ~40 bytes of objects per byte of short header lines: hand it
+            # slices one byte over our limit, so that a longer head fails as incomplete, unparsed.
+            for start in range(0, len(data), limit):
+                self._receive_handshake_data(data[start : start + limit])
+            return
         try:
             self._h11.receive_data(data)
             while True:

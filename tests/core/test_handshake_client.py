@@ -173,6 +173,29 @@ class TestReadingTheServersResponse:
         assert [(e.type, e.data) for e in conn.events()] == [(WSMsgType.TEXT, "later")]
 
     @pytest.mark.parametrize(
+        ("extra", "reason"),
+        [
+            ([("X-Long", "a" * 20000)], "response head over 16384 bytes"),
+            ([(f"X-{i}", "1") for i in range(200)], "more than 128 header fields"),
+        ],
+        ids=["one long header", "many headers"],
+    )
+    def test_a_complete_but_oversized_101_is_refused(self, extra: list[tuple[str, str]], reason: str) -> None:
+        """The response head has the same limits as the server's request head, even when it arrives
+        whole in one read (h11 bounds only an incomplete head)."""
+        conn = client()
+        with pytest.raises(HandshakeError) as info:
+            conn.receive_data(response_bytes([*OK_101, *extra]))
+        assert reason in info.value.reason
+        assert conn.state is not State.OPEN
+
+    def test_frames_behind_a_101_in_a_large_read_are_kept(self) -> None:
+        """The head is parsed in slices of the size limit; what follows it is still read as frames."""
+        conn = client()
+        conn.receive_data(response_bytes(OK_101) + raw_frame(0x2, b"x" * 40000))
+        assert [(e.type, len(e.data)) for e in conn.events()] == [(WSMsgType.BINARY, 40000)]
+
+    @pytest.mark.parametrize(
         "headers",
         [
             [("Upgrade", "WebSocket"), ("Connection", "upgrade"), ("Sec-WebSocket-Accept", SAMPLE_ACCEPT)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Sequence
 
 import pytest
@@ -182,6 +183,21 @@ class TestReadingTheClientsHandshake:
         assert info.value.status == 431
         assert "more than 10 header fields" in info.value.reason
         assert read_response(server.data_to_send()).status == 431
+
+    def test_a_large_head_in_one_read_is_refused_before_it_is_parsed(self) -> None:
+        """h11 turns each byte of short header lines into ~40 bytes of objects: a 240 KB head that
+        arrives in one read is refused once 16 KiB of it are seen, not parsed whole first."""
+        data = request_bytes(with_headers({f"X{i}": "y" for i in range(30000)}))
+        server = ServerConnection()
+        tracemalloc.start()
+        try:
+            with pytest.raises(HandshakeError) as info:
+                server.receive_data(data)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert info.value.status == 431
+        assert peak < 1024 * 1024, peak
 
     def test_eof_before_the_request_is_complete(self) -> None:
         server = received(request_bytes()[:20])
