@@ -453,12 +453,11 @@ class Connection:
         if self._state is _CONNECTING:
             self._handshake_eof()
             return
+        reason = "TCP connection closed without a close frame (RFC 6455 §7.1.5)"
         self.close_code = 1006
-        self.close_reason = ""
+        self.close_reason = reason
         if self.exception is None:
-            self.exception = ConnectionClosed(
-                1006, "TCP connection closed without a close frame (RFC 6455 §7.1.5)"
-            )
+            self.exception = ConnectionClosed(1006, reason)
         self._set_closed()
 
     def _fail(self, exc: ProtocolError) -> None:

@@ -251,6 +251,7 @@ class TestAbnormalClosure:
         assert isinstance(conn.exception, ConnectionClosed)
         assert conn.exception.code == 1006
         assert "without a close frame" in str(conn.exception)
+        assert "without a close frame" in conn.close_reason  # as after a close or pong timeout
         assert conn.close_transport
         assert conn.closed
 
