@@ -6,7 +6,7 @@ The misbehaving peer is a raw socket driven by a wscore core in the peer's role 
 a correct handshake and correct framing, then exactly the fault under test. Everything it receives
 is parsed by that core, so a half-written frame from our side shows up as a protocol error or a
 message that never completes. Times are read from the event loop's clock (`anyio.current_time()`),
-the clock the adapters' timers run on, and printed as `FIGURE ...` lines (run with `-s` to see them).
+the clock the adapters' timers run on, and printed in the stress figures table at the end of the run.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from wscore import (
 from wscore.frames import OP_BINARY, OP_CONTINUATION, OP_TEXT, encode_frame
 
 from ..adapters.conftest import Adapter
+from .conftest import record_figure
 
 pytestmark = pytest.mark.anyio
 
@@ -66,9 +67,9 @@ BIG = 4 * 1024 * 1024
 
 
 def figure(name: str, adapter: Adapter, role: str, value: float, bound: float | None = None) -> None:
-    """Print one measurement for the report (`pytest -s tests/stress | grep FIGURE`)."""
-    limit = "" if bound is None else f" bound={bound:.3f}"
-    print(f"FIGURE {name} adapter={adapter.name} role={role} value={value:.3f}{limit}")
+    """Keep one measurement for the end-of-run table (tests/stress/conftest.py)."""
+    limit = "" if bound is None else f" (bound {bound:.3f})"
+    record_figure(name, f"{adapter.name}/{role}", f"{value:.3f}{limit}")
 
 
 def open_sockets() -> set[str]:
@@ -343,7 +344,7 @@ async def test_peer_drops_while_we_send(adapter: Adapter, role: str, how: str) -
         bound = CLOSE_TIMEOUT + SCHEDULING_ALLOWANCE
         figure(f"drop_while_sending_send_ends_s[{how}]", adapter, role, ended[0] - dropped, bound)
         assert ended[0] - dropped <= bound
-        print(f"FIGURE drop_while_sending_outcome[{how}] adapter={adapter.name} role={role} {outcome}")
+        record_figure(f"drop_while_sending_outcome[{how}]", f"{adapter.name}/{role}", ", ".join(outcome))
 
 
 # -- a peer that stops answering pings ----------------------------------------------------------
@@ -531,7 +532,7 @@ async def test_cancelled_send_leaves_no_half_frame(adapter: Adapter, role: str) 
             assert len(received) == 2 and received[1] == marker, (point, [len(m) for m in received])
             assert received[0] == payload, f"cancelled at {point!r}: the message arrived corrupted"
             outcomes.append(f"{point}: sent whole")
-        print(f"FIGURE send_cancel adapter={adapter.name} role={role} outcomes={outcomes}")
+        record_figure("send_cancel", f"{adapter.name}/{role}", f"outcomes={outcomes}")
 
 
 @pytest.mark.parametrize("role", ROLES)

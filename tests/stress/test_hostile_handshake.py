@@ -7,7 +7,7 @@ Our servers drop a connection whose handshake is not done within `open_timeout` 
 `max_handshake_size`, 16 KiB, and `max_headers`, 128); our clients raise `WSTimeoutError` after
 `open_timeout` and `HandshakeError` for a response they cannot accept. Times come from the event loop's
 clock and memory from tracemalloc (it sees the server and the hostile peer: both run in this
-process), printed as `FIGURE ...` lines (run with `-s` to see them).
+process), printed in the stress figures table at the end of the run.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pytest
 from wscore import HandshakeError, ServerConnection, WSConfig, WSTimeoutError, accept_token
 
 from ..adapters.conftest import Adapter
+from .conftest import record_figure
 
 pytestmark = pytest.mark.anyio
 
@@ -49,8 +50,8 @@ MEMORY_BOUND = 1024 * 1024
 
 
 def figure(name: str, adapter: Adapter, value: float, bound: float, unit: str = "s") -> None:
-    """Print one measurement for the report (`pytest -s tests/stress | grep FIGURE`)."""
-    print(f"FIGURE {name} adapter={adapter.name} value={value:.3f}{unit} bound={bound:.3f}{unit}")
+    """Keep one measurement for the end-of-run table (tests/stress/conftest.py)."""
+    record_figure(name, adapter.name, f"{value:.3f} {unit} (bound {bound:.3f} {unit})")
 
 
 def upgrade_request(port: int, headers: Sequence[tuple[str, str]] = ()) -> bytes:
@@ -146,7 +147,7 @@ async def test_server_drops_a_handshake_that_outlasts_open_timeout(
         elapsed = closed - connected
         bound = OPEN_TIMEOUT + SCHEDULING_ALLOWANCE
         figure(f"server_open_timeout[{client_does}]", adapter, elapsed, bound)
-        print(f"FIGURE server_open_timeout[{client_does}] adapter={adapter.name} closed_by={how} sent={sent}")
+        record_figure(f"server_open_timeout[{client_does}]", adapter.name, f"closed by {how}, {sent} B sent")
         assert closed - connecting >= OPEN_TIMEOUT - CLOCK_SLACK, "dropped before the open timeout"
         assert elapsed <= bound
         assert answer == b"", "a handshake cut off by the open timeout gets no answer"
@@ -308,7 +309,7 @@ async def test_server_cuts_off_an_endless_request_head(adapter: Adapter) -> None
                 assert await ws.receive_str() == "next"
     figure("request_head_endless_peak", adapter, peak[0] / 1024, MEMORY_BOUND / 1024, "KiB")
     figure("request_head_endless_sent", adapter, sent / 1024, 4 * 1024, "KiB")
-    print(f"FIGURE request_head_endless adapter={adapter.name} closed_by={how} answer={answer[:12]!r}")
+    record_figure("request_head_endless", adapter.name, f"closed by {how}, answer {answer[:12]!r}")
     assert sent < 4 * 1024 * 1024, "the server kept reading an endless request head"
     if answer:
         assert parse_response(answer)[0].status_code == 431
