@@ -24,6 +24,7 @@ turns it into a close code, an ERROR event and a closed state.
 from __future__ import annotations
 
 import codecs
+import struct
 from typing import Final
 
 from . import frames
@@ -37,7 +38,7 @@ from .errors import (
     WSTimeoutError,
 )
 from .extensions import PerMessageDeflate
-from .frames import encode_frame, mask, unmask_from, unmask_inplace
+from .frames import encode_frame, mask, masked_frame, unmask_from, unmask_inplace
 
 __all__ = ["Connection"]
 
@@ -51,10 +52,18 @@ _CONNECTING: Final = State.CONNECTING
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 # WSMessage(...) runs NamedTuple's __new__, a Python function; tuple.__new__ builds the same object in C.
 _new_message = tuple.__new__
+# receive_data's fast path: frames up to this size; bigger ones go to _parse, which copies large
+# payloads once and decodes large text straight from the buffer.
+_SMALL: Final = 4095
+_BAD_UTF8: Final = "text message is not valid UTF-8 (RFC 6455 §8.1)"
 _NO_LIMIT: Final = 1 << 64  # above any frame length (§5.2 caps it at 2**63 - 1)
 # A server's small message is a cached 2-byte header (FIN + opcode, length) and one concatenation.
 _TEXT_HEADERS: Final = [bytes((0x81, n)) for n in range(126)]
 _BINARY_HEADERS: Final = [bytes((0x82, n)) for n in range(126)]
+# Headers of frames under 64 KiB, packed in one call: FIN + opcode, (MASK +) length, (the client's key).
+_pack_h = struct.Struct("!BBH").pack
+_pack_key = struct.Struct("!BB4s").pack
+_pack_h_key = struct.Struct("!BBH4s").pack
 
 
 class Connection:
@@ -102,6 +111,9 @@ class Connection:
             max_frame = self._max_message
         self._max_frame = max_frame
         self._fragments = self.config.fragments
+        # receive_data's fast path takes data frames up to this length (-1: none, in fragment mode).
+        small = _SMALL if max_frame is None else min(_SMALL, max_frame)
+        self._small_limit = -1 if self._fragments else small
 
         # The message being received: its opcode (0 when none), size so far, and parts.
         self._msg_opcode = 0
@@ -164,11 +176,12 @@ class Connection:
 
     # -- input: bytes ------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes | bytearray, now: float | None = None) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float | None = None) -> None:
         """Feed bytes read from the transport; events and replies become available.
 
         `now` records the time of this activity for the heartbeat; without it, the last time given to
-        any call is used.
+        any call is used. `data` is only read during the call, never kept: a driver may pass a view of
+        a read buffer it reuses.
         """
         if now is None:
             now = self._now
@@ -184,15 +197,59 @@ class Connection:
         if self._close_received:
             return
         buf = self._buf
-        if buf:
-            buf += data
-            data = buf
+        pos = 0
+        kind = type(data)
         try:
-            self._parse(data)
+            if buf:
+                buf += data
+                data = buf
+            elif state is _OPEN and not self._msg_opcode and (kind is bytes or kind is memoryview):
+                # The fast path: a read that starts with whole, unfragmented, uncompressed data frames
+                # of up to _SMALL bytes (one message in flight, or a pipelined batch) costs a few
+                # operations a frame. Anything else (a control frame, a partial or bigger frame, a bad
+                # header) stops it, and _parse takes over at that frame.
+                n = len(data)
+                mask_bit = self._expect_mask
+                limit = self._small_limit
+                hlen = 6 if mask_bit else 2
+                view = kind is not bytes
+                append = self._events.append
+                while n - pos >= 2:
+                    b0 = data[pos]
+                    # Without the expected MASK bit (or with an unexpected one) this is >= 128.
+                    length = data[pos + 1] ^ mask_bit
+                    if length < 126:
+                        start = pos + hlen
+                    elif length == 126 and n - pos >= 4:
+                        length = (data[pos + 2] << 8) | data[pos + 3]
+                        start = pos + hlen + 2
+                    else:
+                        break
+                    end = start + length
+                    if length > limit or end > n or (b0 != 0x82 and b0 != 0x81):
+                        break
+                    if mask_bit:
+                        payload = unmask_from(data, start, end)
+                    elif view:
+                        payload = bytes(data[start:end])
+                    else:
+                        payload = data[start:end]  # type: ignore[assignment]  # bytes, as checked above
+                    pos = end
+                    if b0 == 0x82:
+                        append(_new_message(WSMessage, (_BINARY, payload, None)))
+                    else:
+                        try:
+                            text = payload.decode("utf-8")
+                        except UnicodeDecodeError:
+                            raise ProtocolError(_BAD_UTF8, 1007) from None
+                        append(_new_message(WSMessage, (_TEXT, text, None)))
+                if pos == n:
+                    return
+            self._parse(data, pos)
         except ProtocolError as exc:
             self._fail(exc)
 
-    def _parse(self, data: bytes | bytearray) -> None:
+    def _parse(self, data: bytes | bytearray | memoryview, pos: int = 0) -> None:
         # The hot path: everything read more than once per frame is a local, and a whole,
         # uncompressed message in one frame costs one slice (or one unmask) and one tuple.
         append = self._events.append
@@ -208,7 +265,6 @@ class Connection:
         is_bytes = type(data) is bytes
         own_buffer = data is self._buf  # ours to modify: a large masked payload is unmasked in place
         n = len(data)
-        pos = 0
         while n - pos >= 2:
             b0 = data[pos]
             b1 = data[pos + 1]
@@ -340,7 +396,7 @@ class Connection:
                 f"RSV bits {(b0 >> 4) & 7:#05b} set without a negotiated extension (RFC 6455 §5.2)"
             )
 
-    def _probe_partial_text(self, data: bytes | bytearray, pos: int, hlen: int, n: int) -> None:
+    def _probe_partial_text(self, data: bytes | bytearray | memoryview, pos: int, hlen: int, n: int) -> None:
         """Validate the UTF-8 of a text frame that has only partly arrived, to fail fast (§8.1)."""
         if self._msg_compressed or data[pos] & 0x40:
             return  # compressed text can only be checked once inflated
@@ -357,7 +413,7 @@ class Connection:
             key = bytes(data[pos + hlen - 4 : pos + hlen])
             chunk = mask(memoryview(data)[start:n], key[offset:] + key[:offset])  # one copy, not two
         else:
-            chunk = data[start:n]
+            chunk = bytes(data[start:n]) if type(data) is memoryview else data[start:n]
         self._probe_checked += n - start
         if chunk.isascii() and not self._probe.getstate()[0]:
             return  # ASCII after a whole character is valid and leaves nothing pending: no decode
@@ -517,10 +573,14 @@ class Connection:
         ):
             payload = data.encode("utf-8")
             n = len(payload)
-            if n < 126 and not self.client:
-                self._out.append(_TEXT_HEADERS[n] + payload)
-            else:
+            if n >= 65536:
                 self._out.append(encode_frame(1, payload, masked=self.client))
+            elif self.client:
+                key = frames.mask_keys.next()
+                header = _pack_key(0x81, 0x80 | n, key) if n < 126 else _pack_h_key(0x81, 0xFE, n, key)
+                self._out.append(masked_frame(header, payload, key))
+            else:
+                self._out.append((_TEXT_HEADERS[n] if n < 126 else _pack_h(0x81, 126, n)) + payload)
             return
         self._send_data(1, data.encode("utf-8"), fin, compress)
 
@@ -539,12 +599,17 @@ class Connection:
             and not self._close_sent
             and (self._state is _OPEN or self._state is _CLOSING)
         ):
-            payload = bytes(data)
-            n = len(payload)
-            if n < 126 and not self.client:
-                self._out.append(_BINARY_HEADERS[n] + payload)
+            if type(data) is not bytes:
+                data = bytes(data)  # a copy the caller cannot change; len() of a view may count items
+            n = len(data)
+            if n >= 65536:
+                self._out.append(encode_frame(2, data, masked=self.client))
+            elif self.client:
+                key = frames.mask_keys.next()
+                header = _pack_key(0x82, 0x80 | n, key) if n < 126 else _pack_h_key(0x82, 0xFE, n, key)
+                self._out.append(masked_frame(header, data, key))
             else:
-                self._out.append(encode_frame(2, payload, masked=self.client))
+                self._out.append((_BINARY_HEADERS[n] if n < 126 else _pack_h(0x82, 126, n)) + data)
             return
         self._send_data(2, bytes(data), fin, compress)
 

@@ -87,14 +87,15 @@ _REPEAT = [int.from_bytes(b"\x01\x00\x00\x00" * ((n + 3) >> 2), "little") for n 
 _LOW_BYTES = [(1 << (8 * n)) - 1 for n in range(126)]
 
 
-def unmask_from_py(buf: bytes | bytearray, start: int, end: int) -> bytes:
+def unmask_from_py(buf: bytes | bytearray | memoryview, start: int, end: int) -> bytes:
     """Unmask `buf[start:end]` with the key in `buf[start-4:start]`, as a masked frame has it on the wire."""
     n = end - start
     if n < 126:
         v = int.from_bytes(buf[start - 4 : end], "little")
         return (((v >> 32) ^ (v & 0xFFFFFFFF) * _REPEAT[n]) & _LOW_BYTES[n]).to_bytes(n, "little")
-    # A view: the payload is copied once, by mask_py; the view is gone when it returns.
-    return mask_py(memoryview(buf)[start:end], buf[start - 4 : start])
+    # A view: the payload is copied once, by mask_py; the view is gone when it returns. The key as bytes
+    # (mask_py repeats it), also when `buf` is itself a memoryview.
+    return mask_py(memoryview(buf)[start:end], bytes(buf[start - 4 : start]))
 
 
 def unmask_inplace_py(buf: bytearray, start: int, end: int) -> None:
@@ -119,7 +120,7 @@ if not os.environ.get("WSCORE_NO_EXTENSIONS"):
 
 mask: Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes]
 masked_frame: Callable[[bytes, bytes | bytearray | memoryview, bytes], bytes]
-unmask_from: Callable[[bytes | bytearray, int, int], bytes]
+unmask_from: Callable[[bytes | bytearray | memoryview, int, int], bytes]
 unmask_inplace: Callable[[bytearray, int, int], None]
 if _speedups is not None:
     mask = _speedups.mask
