@@ -5,15 +5,24 @@ events, byte streams — so the whole connection logic is written once here, aga
 dozen primitives that each adapter supplies in a few lines. Pure Python: this module imports neither
 library.
 
-How a connection runs (one task group it owns, shielded so that only the connection ends it):
+How a connection runs (one task group it owns, shielded so that only the connection ends it), over a
+byte stream ("pull"):
 
 - the reader reads the stream, feeds the core and queues the events; it stops reading while
   `max_queue` messages wait (back-pressure) and keeps reading otherwise, so pings are answered and
   the close handshake completes while the application is busy;
-- the writer is the only task that writes: whole frames, in order, so a cancelled `send_*()` never
-  leaves half a frame on the wire (the frame it queued is still sent whole);
+- `send_*()` writes its frame from the calling task when no other write is in progress and the stream
+  reports how much each write took (`IOBackend.sender`: a plain socket): no task switch per message.
+  Cancelled part-way, it hands the rest of the frame to the writer, so a frame is never cut short;
+- the writer task writes everything else (replies to pings, the close frame, frames queued while
+  another write was in progress, every frame on streams without `sender`, such as TLS), whole
+  frames in order;
 - the timer sleeps until the core's `next_deadline()` and calls `handle_timer(now)` (heartbeat, pong,
   close deadlines).
+
+Over an asyncio transport ("push", `IOBackend.push_source`: anyio on its asyncio backend) there is no
+reader and no writer task: the transport's callbacks feed the core and its bytes go to
+`transport.write()`, as in `wscore_asyncio`.
 
 Leaving the connection's `async with` closes it (1000; 1001 when cancelled; 1011 when a server handler
 failed) within the close timeout, shielded from the cancellation, then cancels those tasks.
@@ -26,6 +35,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -59,8 +69,13 @@ __all__ = [
     "HIGH_WATER",
     "IOBackend",
     "ProcessRequest",
+    "PushSource",
+    "PushTransport",
+    "RecvSome",
+    "SendSome",
     "StreamWebSocket",
     "broadcast",
+    "check_listen_args",
     "connect_stream",
     "echo_handler",
     "StreamServer",
@@ -80,6 +95,9 @@ HIGH_WATER = 64 * 1024
 """Bytes queued for writing above which `send_*()` waits for the writer (back-pressure)."""
 
 _RECEIVE_SIZE = 64 * 1024
+_OPEN = State.OPEN
+_CLOSING = State.CLOSING
+_CLOSED = State.CLOSED
 
 ProcessRequest = Callable[[Request], Any]
 """`process_request(request)` -> None (upgrade) or `(status, headers, body)` (answer with plain HTTP);
@@ -91,7 +109,7 @@ class EventLike(Protocol):
 
     def set(self) -> None: ...
     def is_set(self) -> bool: ...
-    async def wait(self) -> None: ...
+    def wait(self) -> Awaitable[object]: ...
 
 
 class ScopeLike(Protocol):
@@ -132,6 +150,10 @@ class IOBackend:
         """The event loop's clock, the `now` passed to the core."""
         raise NotImplementedError
 
+    def clock(self) -> Callable[[], float]:
+        """`current_time` as a function of the running event loop, for a connection to keep."""
+        return self.current_time
+
     def task_group(self) -> AbstractAsyncContextManager[Any]:
         """A new nursery / task group (with `start_soon` and `start`)."""
         raise NotImplementedError
@@ -142,6 +164,14 @@ class IOBackend:
 
     async def sleep_forever(self) -> None:
         """Sleep until cancelled."""
+        raise NotImplementedError
+
+    async def checkpoint(self) -> None:
+        """Let the other tasks run (and a pending cancellation arrive)."""
+        raise NotImplementedError
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Call `fn()` once the running task lets the event loop run (needed with `push_source`)."""
         raise NotImplementedError
 
     async def receive(self, stream: Any) -> bytes | bytearray:
@@ -160,6 +190,59 @@ class IOBackend:
         """`get_extra_info(name)`: "peername", "sockname", "ssl_object", ...; None if unknown."""
         return None
 
+    def waiter(self) -> EventLike:
+        """A one-shot event that at most one task waits on (may be cheaper than `event()`)."""
+        return self.event()
+
+    def receiver(self, stream: Any) -> RecvSome | None:
+        """For the reader: a cheaper `receive(stream)` for this stream (a plain socket), or None."""
+        return None
+
+    def sender(self, stream: Any) -> SendSome | None:
+        """For a stream whose writes report progress (a plain socket): `send_some`, which lets
+        `send_*()` write from the calling task. None: every write goes through the writer task."""
+        return None
+
+    def push_source(self, stream: Any) -> PushSource | None:
+        """For a stream that can deliver its bytes by callback (an asyncio transport): the connection
+        is then driven from the callbacks, without reader and writer tasks. None: pulled."""
+        return None
+
+
+RecvSome = Callable[[], Awaitable[bytes]]
+"""`await recv_some()`: the next bytes of the stream, b"" at its end."""
+
+SendSome = Callable[[Any], Awaitable[int]]
+"""`await send_some(data)`: write some of `data` (bytes or a memoryview) and return how many bytes went
+out, waiting only while the socket is full; a call that is cancelled has written nothing. It need not
+be a checkpoint."""
+
+
+class PushTransport(Protocol):
+    """What the driver uses of an asyncio transport (duck-typed: this module imports no asyncio)."""
+
+    def write(self, data: bytes) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def get_write_buffer_size(self) -> int: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class PushSource(Protocol):
+    """A stream that can hand its bytes to a connection as they arrive."""
+
+    @property
+    def transport(self) -> PushTransport:
+        """The transport to write to, pause and close."""
+        ...
+
+    def attach(self, ws: StreamWebSocket) -> None:
+        """From now on pass everything to `ws`: `ws._push_data(data)`, `ws._push_eof()`,
+        `ws._push_lost(exc)`, `ws._push_pause_writing()`, `ws._push_resume_writing()`, starting
+        (synchronously, inside this call) with what arrived before and was not read."""
+        ...
+
 
 _W = TypeVar("_W", bound="StreamWebSocket")
 
@@ -171,7 +254,8 @@ class StreamWebSocket(WebSocketBase):
     """
 
     io: IOBackend
-    """The adapter's primitives (a class attribute of each adapter's subclass)."""
+    """The adapter's primitives (a class attribute of each adapter's subclass; `io=` overrides it for
+    one connection)."""
 
     def __init__(
         self,
@@ -180,7 +264,11 @@ class StreamWebSocket(WebSocketBase):
         *,
         receive_timeout: float | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        io: IOBackend | None = None,
     ) -> None:
+        if io is not None:
+            self.io = io
+        io = self.io
         self._stream = stream
         self._conn = conn
         self._receive_timeout = receive_timeout
@@ -190,18 +278,34 @@ class StreamWebSocket(WebSocketBase):
         self._queue: deque[WSMessage] = deque(conn.events())
         self._discard = False  # after our close(): data messages are dropped, reading never pauses
         self._receiving = False
-        self._out: list[bytes] = []
-        self._pending = 0  # bytes in _out plus the chunk being written
-        io = self.io
         self._msg_waiter: EventLike | None = None
-        self._space_waiter: EventLike | None = None
-        self._write_waiter: EventLike | None = None
         self._drain_waiter: EventLike | None = None
         self._done = io.event()  # the transport is closed and the background tasks ended
+        self._clock = io.clock()
         self._timer_scope: ScopeLike | None = None
-        self._send_scope: ScopeLike | None = None  # the writer's current write
         self._bg_scope: ScopeLike | None = None
         self._transport_closed = False
+        # Pulled streams: bytes for the writer, and who is writing.
+        self._out: list[bytes] = []
+        self._pending = 0  # bytes in _out plus those of the write in progress
+        self._writing = False  # a task (the writer, or a sender) is in a write to the stream
+        self._sender = io.sender(stream)
+        self._space_waiter: EventLike | None = None
+        self._write_waiter: EventLike | None = None
+        self._writer_scope: ScopeLike | None = None
+        # A send wrote from its task and no task switch has been seen since: the next sends go to the
+        # writer (pulled) or a flush called soon (pushed), which write them all at once when the
+        # sender lets the event loop run: one system call per burst, not per message.
+        self._wrote_direct = False
+        self._flush_scheduled = False
+        # Pushed streams (an asyncio transport).
+        self._source = io.push_source(stream)
+        self._transport: PushTransport | None = None
+        self._read_paused = False
+        self._write_paused = False
+        self._lost = False
+        self._lost_event: EventLike | None = None
+        self._closer_event: EventLike | None = None
         self.request: Request | None = getattr(conn, "request", None)
         """Server side: the upgrade request (path, headers) the connection was opened with."""
         data = conn.data_to_send()
@@ -212,7 +316,10 @@ class StreamWebSocket(WebSocketBase):
     # -- state ---------------------------------------------------------------------------------
 
     def write_buffer_size(self) -> int:
-        """Bytes handed to the writer but not yet written."""
+        """Bytes handed over for writing but not yet written."""
+        transport = self._transport
+        if transport is not None:
+            return 0 if self._lost else transport.get_write_buffer_size() + self._pending
         return self._pending
 
     async def wait_closed(self) -> None:
@@ -249,59 +356,90 @@ class StreamWebSocket(WebSocketBase):
         if queue:
             return self._pop()
         conn = self._conn
-        if conn.state is State.CLOSED or self._done.is_set():
-            # The core's CLOSED event went to the queue when it happened: nothing more can come.
-            return CLOSED_MESSAGE
-        if self._discard:
-            await self._done.wait()
-            return CLOSED_MESSAGE
-        if conn.state is State.CLOSING and not conn.close_sent:
-            # The peer's close (autoclose off) was delivered: the answer is ours to send, as aiohttp does.
-            await self.close()
-            return CLOSED_MESSAGE
+        if conn.state is not _OPEN or self._discard:
+            if conn.state is _CLOSED or self._done.is_set():
+                # The core's CLOSED event went to the queue when it happened: nothing more can come.
+                return CLOSED_MESSAGE
+            if self._discard:
+                await self._done.wait()
+                return CLOSED_MESSAGE
+            if conn.state is _CLOSING and not conn.close_sent:
+                # The peer's close (autoclose off) was delivered: the answer is ours to send, as
+                # aiohttp does.
+                await self.close()
+                return CLOSED_MESSAGE
         if timeout is None:
             timeout = self._receive_timeout
         io = self.io
         self._receiving = True
+        self._wrote_direct = False
         try:
-            with io.cancel_scope(
-                deadline=io.current_time() + timeout if timeout is not None else math.inf
-            ) as scope:
+            if timeout is None:
+                # No cancel scope of our own: the caller's scopes cancel the wait, losing nothing.
                 while not queue:
                     if self._done.is_set():
                         return CLOSED_MESSAGE
-                    waiter = self._msg_waiter = io.event()
+                    waiter = self._msg_waiter = io.waiter()
                     await waiter.wait()
-            if scope.cancelled_caught and not queue:
-                raise WSTimeoutError(f"no message within {timeout} s")
+            else:
+                with io.cancel_scope(deadline=io.current_time() + timeout) as scope:
+                    while not queue:
+                        if self._done.is_set():
+                            return CLOSED_MESSAGE
+                        waiter = self._msg_waiter = io.waiter()
+                        await waiter.wait()
+                if scope.cancelled_caught and not queue:
+                    raise WSTimeoutError(f"no message within {timeout} s")
         finally:
             self._receiving = False
             self._msg_waiter = None
         return self._pop()
 
     def _pop(self) -> WSMessage:
-        msg = self._queue.popleft()
-        if self._space_waiter is not None and len(self._queue) < self._max_queue:
+        queue = self._queue
+        msg = queue.popleft()
+        if self._space_waiter is not None and len(queue) < self._max_queue:
             self._space_waiter.set()
+        elif self._read_paused and len(queue) <= self._max_queue // 4:
+            # Pushed: reading resumes once the queue is down to a quarter, not per message.
+            self._resume_reading()
         return msg
 
     # -- sending -------------------------------------------------------------------------------
 
     async def send_str(self, data: str, compress: bool | int | None = None) -> None:
         """Send a text message; `compress` overrides whether this one is compressed (None: the default).
-        `TypeError` if `data` is not a str, `ConnectionClosed` once closed. Cancelling the call after
-        the frame is queued still sends it whole."""
-        text_or_bytes(data, "str")
-        self._conn.send_text(data, compress=compress_flag(compress))
-        await self._flush()
+        `TypeError` if `data` is not a str, `ConnectionClosed` once closed. Cancelling the call never
+        cuts the frame short: what was not yet written is still sent, whole."""
+        if type(data) is not str:
+            text_or_bytes(data, "str")
+        if compress is None:
+            self._conn.send_text(data)
+        else:
+            self._conn.send_text(data, compress=compress_flag(compress))
+        if self._transport is not None:
+            self._push_out()
+            if self._write_paused:
+                await self._wait_drain()
+        else:
+            await self._send()
 
     async def send_bytes(
         self, data: bytes | bytearray | memoryview, compress: bool | int | None = None
     ) -> None:
         """Send a binary message; `compress` as in `send_str`."""
-        text_or_bytes(data, "bytes")
-        self._conn.send_bytes(data, compress=compress_flag(compress))
-        await self._flush()
+        if type(data) is not bytes:
+            text_or_bytes(data, "bytes")
+        if compress is None:
+            self._conn.send_bytes(data)
+        else:
+            self._conn.send_bytes(data, compress=compress_flag(compress))
+        if self._transport is not None:
+            self._push_out()
+            if self._write_paused:
+                await self._wait_drain()
+        else:
+            await self._send()
 
     async def send_frame(
         self, message: bytes | bytearray | memoryview, opcode: int, compress: bool | int | None = None
@@ -323,7 +461,7 @@ class StreamWebSocket(WebSocketBase):
             return
         else:
             conn.send_frame(payload, int(opcode))
-        await self._flush()
+        await self._send()
 
     def send_prepared(self, frame: bytes) -> bool:
         """Queue a frame encoded once for many connections (server side, see `broadcast`) without waiting.
@@ -332,7 +470,7 @@ class StreamWebSocket(WebSocketBase):
         than `HIGH_WATER` bytes (a slow client), so one slow client cannot stall a broadcast.
         """
         conn = self._conn
-        if self._pending > HIGH_WATER or conn.state is not State.OPEN or conn.close_sent:
+        if self._behind() or conn.state is not State.OPEN or conn.close_sent:
             return False
         conn.send_prepared(frame)
         self._after_io()
@@ -342,7 +480,7 @@ class StreamWebSocket(WebSocketBase):
         """Queue a whole message without waiting (used by `broadcast` for client connections); False,
         queueing nothing, when closed or behind by more than `HIGH_WATER` bytes."""
         conn = self._conn
-        if self._pending > HIGH_WATER or conn.state is not State.OPEN or conn.close_sent:
+        if self._behind() or conn.state is not State.OPEN or conn.close_sent:
             return False
         if isinstance(message, str):
             conn.send_text(message)
@@ -351,15 +489,19 @@ class StreamWebSocket(WebSocketBase):
         self._after_io()
         return True
 
+    def _behind(self) -> bool:
+        return self._write_paused or self.write_buffer_size() > HIGH_WATER
+
     async def ping(self, message: bytes | str = b"") -> None:
         """Send a ping (at most 125 bytes, else `ValueError`)."""
         self._conn.ping(control_payload(message), self.io.current_time())
-        await self._flush()
+        self._rearm_timer()
+        await self._send()
 
     async def pong(self, message: bytes | str = b"") -> None:
         """Send a pong: an unsolicited one, or the answer to a ping with autoping off."""
         self._conn.pong(control_payload(message))
-        await self._flush()
+        await self._send()
 
     async def close(self, *, code: int | None = 1000, message: bytes | str = b"") -> bool:
         """Close: send a close frame, wait for the peer's (within the close timeout) and for TCP to
@@ -383,54 +525,261 @@ class StreamWebSocket(WebSocketBase):
             if self._msg_waiter is not None:
                 self._queue.append(CLOSING_MESSAGE)
                 self._msg_waiter.set()
+            # The peer's close frame must get through.
             if self._space_waiter is not None:
-                self._space_waiter.set()  # the peer's close frame must get through
+                self._space_waiter.set()
+            self._resume_reading()
         if not self._transport_closed and conn.state is not State.CLOSED and not conn.close_sent:
             started = conn.close(code, reason, self.io.current_time())
         self._after_io()
         return started
 
-    async def _flush(self) -> None:
-        """Hand what the core queued to the writer; wait while the writer is behind (back-pressure)."""
+    async def _send(self) -> None:
+        """Write what a send queued in the core. Pushed: into the transport. Pulled: from this task
+        when the stream is free and reports progress, else through the writer. Then wait while more
+        than `HIGH_WATER` bytes are behind (back-pressure)."""
+        if self._transport is not None:
+            self._push_out()
+            if self._write_paused:
+                await self._wait_drain()
+            return
+        if (
+            self._sender is not None
+            and not self._wrote_direct
+            and not self._writing
+            and not self._out
+            and not self._transport_closed
+        ):
+            data = self._conn.data_to_send()
+            if data:
+                self._wrote_direct = True
+                await self._write_now(self._sender, data)
+            return
         self._after_io()
-        while self._pending > HIGH_WATER and not self._transport_closed:
-            # One event shared by every waiting sender; the writer sets it when below the mark.
+        if self._pending > HIGH_WATER:
+            await self._wait_drain()
+
+    def _push_out(self) -> None:
+        """Pushed: the first send since the event loop last ran goes to the transport at once; the
+        next ones are joined and written by one flush called soon."""
+        data = self._conn.data_to_send()
+        transport = self._transport
+        if not data or self._lost or transport is None:
+            return
+        if not self._wrote_direct and not self._out:
+            self._wrote_direct = True
+            transport.write(data)
+            return
+        self._out.append(data)
+        self._pending += len(data)
+        if self._pending > HIGH_WATER:
+            self._flush_out()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.io.call_soon(self._flush_out)
+
+    async def _write_now(self, sender: SendSome, data: bytes) -> None:
+        """Write `data` from the calling task. Cancelled between two partial writes, the rest goes to
+        the writer task (the frame still goes out whole); a broken stream raises `ConnectionClosed`."""
+        self._writing = True
+        size = len(data)
+        self._pending += size
+        sent = 0
+        try:
+            sent = await sender(data)
+            if sent < size:
+                view = memoryview(data)
+                while sent < size:
+                    sent += await sender(view[sent:])
+        except self.io.stream_errors as exc:
+            self._out.clear()
+            self._pending = sent = 0
+            self._stream_failed(exc)
+            raise ConnectionClosed(1006, f"connection lost: {exc!r}") from exc
+        except BaseException:
+            if sent < size:
+                self._out.insert(0, data[sent:])
+            raise
+        finally:
+            self._writing = False
+            self._pending -= sent
+            if (self._out or self._conn.close_transport) and self._write_waiter is not None:
+                self._write_waiter.set()
+            if self._drain_waiter is not None and self._pending <= HIGH_WATER:
+                self._drain_waiter.set()
+                self._drain_waiter = None
+
+    async def _wait_drain(self) -> None:
+        """Wait until the writer (or the transport) is below the high-water mark, or closed."""
+        while (self._write_paused or self._pending > HIGH_WATER) and not self._transport_closed:
+            # One event shared by every waiting sender.
             waiter = self._drain_waiter
             if waiter is None:
                 waiter = self._drain_waiter = self.io.event()
             await waiter.wait()
 
-    # -- the background tasks ------------------------------------------------------------------
+    # -- between the core and the stream -------------------------------------------------------
 
     def _after_io(self) -> None:
-        """Move the core's events to the queue and its bytes to the writer; re-arm the timer."""
+        """Move the core's events to the queue and its bytes to the stream; re-arm the timer."""
         conn = self._conn
         events = conn.events()
         if events and not self._discard:
-            self._queue.extend(events)
+            queue = self._queue
+            queue.extend(events)
             if self._msg_waiter is not None:
                 self._msg_waiter.set()
+            if self._transport is not None and len(queue) >= self._max_queue and not self._read_paused:
+                self._read_paused = True
+                self._transport.pause_reading()
         data = conn.data_to_send()
-        if data:
+        transport = self._transport
+        if transport is not None:
+            if data and not self._lost:
+                if self._out:  # after the sends still waiting for their flush
+                    self._out.append(data)
+                    self._pending += len(data)
+                    self._flush_out()
+                else:
+                    transport.write(data)
+        elif data:
             self._out.append(data)
             self._pending += len(data)
-        if (data or conn.close_transport) and self._write_waiter is not None:
-            self._write_waiter.set()
-        if conn.close_transport and self._send_scope is not None:
-            self._bound_flush()
+            if not self._writing and self._write_waiter is not None:
+                self._write_waiter.set()
+        if conn.close_transport:
+            self._transport_must_close()
         scope = self._timer_scope
         if scope is not None:
             deadline = conn.next_deadline()
             if deadline is not None and deadline < scope.deadline:
                 scope.deadline = deadline
 
+    def _rearm_timer(self) -> None:
+        scope = self._timer_scope
+        if scope is not None:
+            deadline = self._conn.next_deadline()
+            if deadline is not None and deadline < scope.deadline:
+                scope.deadline = deadline
+
+    def _flush_out(self) -> None:
+        """Pushed: write the sends held back since the last task switch, in one write."""
+        self._flush_scheduled = False
+        self._wrote_direct = False
+        out = self._out
+        if out and self._transport is not None:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self._pending = 0
+            if not self._lost:
+                self._transport.write(data)
+
+    def _transport_must_close(self) -> None:
+        """The core is done with the connection: the writer (pulled) or the closer (pushed) flushes
+        what is left, bounded by the close timeout, and closes the stream."""
+        if self._closer_event is not None:
+            self._flush_out()
+            self._closer_event.set()
+            return
+        if self._write_waiter is not None and not self._writing:
+            self._write_waiter.set()
+        # A peer that does not read gets the close timeout to take what is still being written (none
+        # when the core dropped the connection: abort_transport).
+        scope = self._writer_scope
+        if scope is None or scope.deadline != math.inf:
+            return
+        conn = self._conn
+        if conn.abort_transport:
+            scope.cancel()
+        else:
+            scope.deadline = self.io.current_time() + (conn.config.close_timeout or 10.0)
+
+    def _reading_paused(self) -> bool:
+        return self._space_waiter is not None or self._read_paused
+
+    def _resume_reading(self) -> None:
+        if self._read_paused:
+            self._read_paused = False
+            if self._transport is not None and not self._lost:
+                self._transport.resume_reading()
+
+    def _stream_failed(self, exc: BaseException) -> None:
+        conn = self._conn
+        if conn.state is not State.CLOSED and conn.exception is None:
+            conn.exception = ConnectionClosed(1006, f"connection lost: {exc!r}")
+        conn.receive_eof()
+        self._after_io()
+
+    # -- pushed: the transport's callbacks (see PushSource) ------------------------------------
+
+    def _push_data(self, data: bytes) -> None:
+        conn = self._conn
+        conn.receive_data(data, self._clock())
+        if conn.state is not _OPEN or self._discard:
+            self._after_io()
+            return
+        # Open, the common case: while open, incoming data only moves deadlines later, so the timer
+        # needs no update and nothing closes.
+        events = conn.events()
+        if events:
+            queue = self._queue
+            queue.extend(events)
+            if self._msg_waiter is not None:
+                self._msg_waiter.set()
+            if len(queue) >= self._max_queue and not self._read_paused and self._transport is not None:
+                self._read_paused = True
+                self._transport.pause_reading()
+        data = conn.data_to_send()
+        if data and self._transport is not None and not self._lost:
+            if self._out:  # after the sends still waiting for their flush
+                self._out.append(data)
+                self._pending += len(data)
+                self._flush_out()
+            else:
+                self._transport.write(data)
+        elif data:
+            self._out.append(data)
+            self._pending += len(data)
+
+    def _push_eof(self) -> None:
+        self._conn.receive_eof()
+        self._after_io()
+
+    def _push_lost(self, exc: BaseException | None) -> None:
+        self._lost = self._transport_closed = True
+        self._write_paused = False
+        conn = self._conn
+        if exc is not None:
+            self._stream_failed(exc)
+        elif not conn.close_transport:
+            conn.receive_eof()
+            self._after_io()
+        for event in (self._lost_event, self._closer_event, self._drain_waiter, self._msg_waiter):
+            if event is not None:
+                event.set()
+
+    def _push_pause_writing(self) -> None:
+        self._write_paused = True
+
+    def _push_resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain_waiter is not None:
+            self._drain_waiter.set()
+            self._drain_waiter = None
+
+    # -- the background tasks ------------------------------------------------------------------
+
     async def _background(self, *, task_status: Any) -> None:
         io = self.io
         try:
             with io.cancel_scope(shield=True) as self._bg_scope:
                 async with io.task_group() as group:
-                    group.start_soon(self._reader)
-                    group.start_soon(self._writer)
+                    if self._source is not None:
+                        self._attach(self._source)
+                        group.start_soon(self._closer)
+                    else:
+                        group.start_soon(self._reader)
+                        group.start_soon(self._writer)
                     group.start_soon(self._timer)
                     task_status.started()
         finally:
@@ -441,41 +790,76 @@ class StreamWebSocket(WebSocketBase):
                 conn.receive_eof()
             self._after_io()
             self._done.set()
-            if self._msg_waiter is not None:
-                self._msg_waiter.set()
-            if self._drain_waiter is not None:
-                self._drain_waiter.set()
+            for event in (self._msg_waiter, self._drain_waiter):
+                if event is not None:
+                    event.set()
+
+    def _attach(self, source: PushSource) -> None:
+        io = self.io
+        self._lost_event = io.event()
+        self._closer_event = io.event()
+        transport = source.transport
+        source.attach(self)
+        self._transport = transport
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            self._pending = 0
+            if not self._lost:
+                transport.write(data)
+        if self._conn.close_transport:
+            self._closer_event.set()
+        if len(self._queue) >= self._max_queue and not self._discard and not self._read_paused:
+            self._read_paused = True
+            transport.pause_reading()
 
     async def _close_transport(self) -> None:
-        if not self._transport_closed:
+        if self._transport is not None:
+            self._transport_closed = True
+            if not self._lost:
+                self._transport.abort()
+                assert self._lost_event is not None
+                await self._lost_event.wait()
+        elif not self._transport_closed:
             self._transport_closed = True
             await self.io.aclose(self._stream)
 
-    def _stream_failed(self, exc: BaseException) -> None:
+    async def _closer(self) -> None:
+        """Pushed: once the core is done, close the transport gracefully (its buffer flushed) within
+        the close timeout, abort it after; then end the background tasks."""
+        io = self.io
         conn = self._conn
-        if conn.state is not State.CLOSED and conn.exception is None:
-            conn.exception = ConnectionClosed(1006, f"connection lost: {exc!r}")
-        conn.receive_eof()
-        self._after_io()
+        assert self._closer_event is not None and self._lost_event is not None
+        await self._closer_event.wait()
+        if not self._lost and self._transport is not None:
+            self._transport_closed = True
+            self._transport.close()
+            if not conn.abort_transport:
+                with io.cancel_scope(deadline=io.current_time() + (conn.config.close_timeout or 10.0)):
+                    await self._lost_event.wait()
+        assert self._bg_scope is not None
+        self._bg_scope.cancel()
 
     async def _reader(self) -> None:
         io = self.io
         conn = self._conn
         stream = self._stream
+        receive = io.receiver(stream) or partial(io.receive, stream)
+        clock = self._clock
         self._after_io()
         while not conn.close_transport:
             while len(self._queue) >= self._max_queue and not self._discard:
-                waiter = self._space_waiter = io.event()
+                waiter = self._space_waiter = io.waiter()
                 await waiter.wait()
                 self._space_waiter = None
             try:
-                data = await io.receive(stream)
+                data = await receive()
             except io.stream_errors as exc:
                 if not self._transport_closed:
                     self._stream_failed(exc)
                 return
             if data:
-                conn.receive_data(data, io.current_time())
+                conn.receive_data(data, clock())
             else:
                 conn.receive_eof()
             self._after_io()
@@ -485,54 +869,45 @@ class StreamWebSocket(WebSocketBase):
     async def _writer(self) -> None:
         io = self.io
         conn = self._conn
-        while True:
-            out = self._out
-            if not out:
-                if conn.close_transport:
-                    break
-                waiter = self._write_waiter = io.event()
-                await waiter.wait()
-                self._write_waiter = None
-                continue
-            data = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
-            try:
-                with io.cancel_scope() as scope:
-                    self._send_scope = scope
-                    self._bound_flush()
+        with io.cancel_scope() as scope:
+            self._writer_scope = scope
+            if conn.close_transport:
+                self._transport_must_close()
+            while True:
+                out = self._out
+                if self._writing or not out:
+                    if conn.close_transport and not self._writing:
+                        break
+                    waiter = self._write_waiter = io.waiter()
+                    await waiter.wait()
+                    self._write_waiter = None
+                    continue
+                data = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                self._writing = True
+                self._wrote_direct = False
+                try:
                     await io.send(self._stream, data)
-            except io.stream_errors as exc:
-                self._out.clear()
-                self._pending = 0
-                self._stream_failed(exc)
-                break
-            finally:
-                self._send_scope = None
-            if scope.cancelled_caught:
-                # Cut short by _bound_flush: the peer does not read; the stream is dropped.
-                self._out.clear()
-                self._pending = 0
-                break
-            self._pending -= len(data)
-            if self._pending <= HIGH_WATER and self._drain_waiter is not None:
-                self._drain_waiter.set()
-                self._drain_waiter = None
+                except io.stream_errors as exc:
+                    self._out.clear()
+                    self._pending = 0
+                    self._stream_failed(exc)
+                    break
+                finally:
+                    self._writing = False
+                self._pending -= len(data)
+                if self._pending <= HIGH_WATER and self._drain_waiter is not None:
+                    self._drain_waiter.set()
+                    self._drain_waiter = None
+        self._writer_scope = None
+        if scope.cancelled_caught:
+            # Cut short by the close bound: the peer does not read; the stream is dropped.
+            self._out.clear()
+            self._pending = 0
         await self._close_transport()
         # The connection is over: end the reader and timer (the stream is closed).
         assert self._bg_scope is not None
         self._bg_scope.cancel()
-
-    def _bound_flush(self) -> None:
-        """Once the transport must close, a peer that does not read gets the close timeout to take
-        what is still being written (none after a timeout already ended the connection)."""
-        scope = self._send_scope
-        conn = self._conn
-        if scope is None or not conn.close_transport or scope.deadline != math.inf:
-            return
-        if isinstance(conn.exception, WSTimeoutError):
-            scope.cancel()
-        else:
-            scope.deadline = self.io.current_time() + (conn.config.close_timeout or 10.0)
 
     async def _timer(self) -> None:
         io = self.io
@@ -549,7 +924,7 @@ class StreamWebSocket(WebSocketBase):
             now = io.current_time()
             deadline = conn.next_deadline()
             if deadline is not None and now >= deadline:
-                if self._space_waiter is not None and conn.state is State.OPEN:
+                if self._reading_paused() and conn.state is State.OPEN:
                     # We stopped reading (the application is behind): the pong may be waiting unread
                     # in the stream, so this silence is ours, not the peer's.
                     conn.receive_data(b"", now)
@@ -617,9 +992,11 @@ async def connect_stream(
     max_frame_size: int | None = None,
     open_timeout: float | None = 10.0,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    io: IOBackend | None = None,
 ) -> AsyncIterator[Any]:
     """The body of every adapter's `connect()`: `open_stream(parsed_url)` (TCP, TLS) and the opening
-    handshake within `open_timeout` (`WSTimeoutError`), then the connection for the `async with` body."""
+    handshake within `open_timeout` (`WSTimeoutError`), then the connection for the `async with` body.
+    `io` overrides `ws_class.io` (an adapter's primitives for the running event loop)."""
     parsed = parse_url(url)
     config = make_config(
         heartbeat=heartbeat,
@@ -634,7 +1011,8 @@ async def connect_stream(
     )
     if isinstance(headers, Mapping):
         headers = list(headers.items())
-    io = ws_class.io
+    if io is None:
+        io = ws_class.io
     conn = ClientConnection(
         parsed.host_header,
         parsed.target,
@@ -673,7 +1051,7 @@ async def connect_stream(
             with io.cancel_scope(shield=True):
                 await io.aclose(stream)
         raise WSTimeoutError(f"opening handshake not finished within {open_timeout} s")
-    ws = ws_class(stream, conn, receive_timeout=receive_timeout_of(timeout), max_queue=max_queue)
+    ws = ws_class(stream, conn, receive_timeout=receive_timeout_of(timeout), max_queue=max_queue, io=io)
     async with ws.running() as running:
         yield running
 
@@ -685,12 +1063,13 @@ def wrap_stream(
     *,
     max_queue: int = DEFAULT_MAX_QUEUE,
     receive_timeout: float | None = None,
+    io: IOBackend | None = None,
 ) -> AbstractAsyncContextManager[_W]:
     """Run `conn` (a core connection past its handshake) over an already connected `stream`: the
     embedding path. A `ServerConnection` just accepted still holds its 101 response, written first."""
     if conn.state is State.CONNECTING:
         raise ValueError("the connection's handshake is not done: accept() it first")
-    ws = ws_class(stream, conn, max_queue=max_queue, receive_timeout=receive_timeout)
+    ws = ws_class(stream, conn, max_queue=max_queue, receive_timeout=receive_timeout, io=io)
     return ws.running(server=not conn.client)
 
 
@@ -723,11 +1102,12 @@ class StreamServer:
         open_timeout: float | None = 10.0,
         max_queue: int = DEFAULT_MAX_QUEUE,
         shutdown_timeout: float = 10.0,
+        io: IOBackend | None = None,
     ) -> None:
         if isinstance(protocols, str):
             raise TypeError("protocols must be a sequence of str, not a str")
         self._ws_class = ws_class
-        self._io = ws_class.io
+        self._io = ws_class.io if io is None else io
         self._handler = handler
         self._config = make_config(
             heartbeat=heartbeat,
@@ -804,7 +1184,9 @@ class StreamServer:
                 with io.cancel_scope(shield=True):
                     await io.aclose(stream)
             return
-        ws = self._ws_class(stream, conn, receive_timeout=self._receive_timeout, max_queue=self._max_queue)
+        ws = self._ws_class(
+            stream, conn, receive_timeout=self._receive_timeout, max_queue=self._max_queue, io=io
+        )
         self._tasks[scope] = ws
         try:
             async with ws.running(server=True):
@@ -915,6 +1297,16 @@ def broadcast(
         if not sent:
             skipped.append(ws)
     return skipped
+
+
+def check_listen_args(host: Any, port: Any, sock: Any) -> None:
+    """`serve()`'s address: host/port or an already bound socket, not both, not neither; the
+    `ValueError`s asyncio's `create_server` raises."""
+    if host is not None or port is not None:
+        if sock is not None:
+            raise ValueError("host/port and sock can not be specified at the same time")
+    elif sock is None:
+        raise ValueError("Neither host/port nor sock were specified")
 
 
 def _deadline(io: IOBackend, timeout: float | None) -> float:

@@ -15,7 +15,9 @@ arguments exist for parity with `wscore_asyncio`). The connection logic is `wsco
 from __future__ import annotations
 
 import math
+import os
 import ssl as ssl_module
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
@@ -41,9 +43,12 @@ from wscore import (
 )
 from wscore.adapter import DEFAULT_MAX_QUEUE, WSURL, WSTimeout
 from wscore.driver import (
+    EventLike,
     IOBackend,
     ProcessRequest,
+    RecvSome,
     ScopeLike,
+    SendSome,
     StreamServer,
     StreamWebSocket,
     connect_stream,
@@ -79,6 +84,101 @@ __all__ = [
 ]
 
 
+_RECEIVE_SIZE = 65536
+
+
+_RAW = sys.platform != "win32"
+"""Whether plain sockets are read and written with os.read/os.write (not on Windows: they do not
+work on sockets there)."""
+
+
+def _socket_sender(sock: Any, closed: type[Exception] = trio.ClosedResourceError) -> SendSome:
+    """`send_some` on a nonblocking socket: os.write, one system call and no scheduler pass per message
+    (a trio socket's send() is a checkpoint); only a full socket waits, cancellably, having written
+    nothing. Also used by wscore_anyio on the trio backend, with its `closed` exception."""
+    wait_writable = trio.lowlevel.wait_writable
+
+    async def send_some(data: bytes | memoryview) -> int:
+        while True:
+            fd = sock.fileno()
+            if fd < 0:
+                raise closed("the socket was closed")
+            try:
+                return os.write(fd, data)
+            except BlockingIOError:
+                try:
+                    await wait_writable(sock)
+                except trio.ClosedResourceError as exc:
+                    raise closed(str(exc)) from None
+
+    return send_some
+
+
+def _socket_receiver(sock: Any, closed: type[Exception] = trio.ClosedResourceError) -> RecvSome:
+    """The reader's `recv_some` on a nonblocking socket: wait until readable, then os.read. After a
+    short read the socket is most likely empty, so it waits first instead of failing a read."""
+    wait_readable = trio.lowlevel.wait_readable
+    full = False
+
+    async def recv_some() -> bytes:
+        nonlocal full
+        try:
+            if not full:
+                await wait_readable(sock)
+            while True:
+                fd = sock.fileno()
+                if fd < 0:
+                    raise closed("the socket was closed")
+                try:
+                    data = os.read(fd, _RECEIVE_SIZE)
+                except BlockingIOError:
+                    await wait_readable(sock)
+                    continue
+                full = len(data) == _RECEIVE_SIZE
+                return data
+        except trio.ClosedResourceError as exc:
+            if closed is trio.ClosedResourceError:
+                raise
+            raise closed(str(exc)) from None
+
+    return recv_some
+
+
+class _Waiter:
+    """A one-shot event for one waiting task, on trio's low-level parking (no ParkingLot)."""
+
+    __slots__ = ("_flag", "_task")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._task: trio.lowlevel.Task | None = None
+
+    def set(self) -> None:
+        if not self._flag:
+            self._flag = True
+            task = self._task
+            if task is not None:
+                self._task = None
+                trio.lowlevel.reschedule(task)
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def wait(self) -> None:
+        if self._flag:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._task is not None:
+            raise RuntimeError("another task is already waiting")
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+
 class _TrioIO(IOBackend):
     stream_errors = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
@@ -90,6 +190,9 @@ class _TrioIO(IOBackend):
 
     def current_time(self) -> float:
         return trio.current_time()
+
+    def clock(self) -> Callable[[], float]:
+        return trio.current_time
 
     def task_group(self) -> AbstractAsyncContextManager[trio.Nursery]:
         return trio.open_nursery()
@@ -108,6 +211,18 @@ class _TrioIO(IOBackend):
 
     async def aclose(self, stream: trio.abc.Stream) -> None:
         await trio.aclose_forcefully(stream)
+
+    async def checkpoint(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def waiter(self) -> EventLike:
+        return _Waiter()
+
+    def receiver(self, stream: trio.abc.Stream) -> RecvSome | None:
+        return _socket_receiver(stream.socket) if isinstance(stream, trio.SocketStream) and _RAW else None
+
+    def sender(self, stream: trio.abc.Stream) -> SendSome | None:
+        return _socket_sender(stream.socket) if isinstance(stream, trio.SocketStream) and _RAW else None
 
     def extra_info(self, stream: Any, name: str) -> Any:
         if isinstance(stream, trio.SSLStream):

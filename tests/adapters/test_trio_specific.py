@@ -65,7 +65,8 @@ def test_serve_reports_port_through_task_status_and_cancel_closes_with_1001() ->
 
         async def handler(ws: wscore_trio.WebSocket) -> None:
             try:
-                await ws.receive()
+                async for _ in ws:  # until the server's shutdown closes the connection
+                    pass
             finally:
                 handler_done.set()
 
