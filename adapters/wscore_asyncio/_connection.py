@@ -1,14 +1,22 @@
-"""The connection object: an `asyncio.Protocol` that drives a wscore core, with aiohttp's WebSocket API.
+"""The connection object: an `asyncio.BufferedProtocol` that drives a wscore core, with aiohttp's
+WebSocket API.
 
-One object per connection is both the transport's protocol (bytes in, via `data_received`) and what
-the application calls (`receive`, `send_str`, `close`, ...). A received message is appended to a
-deque; `receive()` pops it without awaiting when one is ready, so a small message costs a method
-call, not a task switch. One `loop.call_at` timer per connection follows `core.next_deadline()`.
+One object per connection is both the transport's protocol (bytes in, via `buffer_updated` or
+`data_received`) and what the application calls (`receive`, `send_str`, `close`, ...). A received
+message is appended to a deque; `receive()` pops it without awaiting when one is ready, so a small
+message costs a method call, not a task switch. One `loop.call_at` timer per connection follows
+`core.next_deadline()`.
+
+The per-message path (a read in, a message out) reads the core's pending events and output lists
+(`_events`, `_out`) and its `_state` directly: one call into the core per read instead of four. That
+contract is internal to this repository; `tests/core` and `tests/adapters` hold both sides to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final, cast
@@ -43,6 +51,20 @@ _CONNECTING: Final = State.CONNECTING
 _STOP_ITERATION: Final = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
 # How long a closing transport may take to flush before it is aborted, when no close timeout is set.
 _DEFAULT_FLUSH_TIMEOUT: Final = 10.0
+# The read buffer handed to transports (asyncio's own default read size). One per thread, shared by
+# its connections: the transport fills it and the core copies what it keeps before buffer_updated
+# returns. Reading into it instead of letting the transport allocate 256 KiB per read also spares
+# malloc's mmap/munmap round trip per read that such an allocation can cost.
+_READ_BUFFER_SIZE: Final = 256 * 1024
+_thread_local = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """This thread's read buffer (see _READ_BUFFER_SIZE)."""
+    view: memoryview | None = getattr(_thread_local, "read_buffer", None)
+    if view is None:
+        view = _thread_local.read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
+    return view
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
@@ -50,7 +72,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(asyncio.TimeoutError())
 
 
-class WebSocket(WebSocketBase, asyncio.Protocol):
+class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
     """A WebSocket connection (client or server) with aiohttp's `ClientWebSocketResponse` API.
 
     Get one from `connect()`, as the argument of a `serve()` handler, or from `wrap_transport()`.
@@ -67,8 +89,14 @@ class WebSocket(WebSocketBase, asyncio.Protocol):
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
         self._conn = conn
-        self._loop = loop or asyncio.get_running_loop()
+        self._loop = loop = loop or asyncio.get_running_loop()
+        # asyncio's own loops read time.monotonic() and create an asyncio.Future through Python methods;
+        # calling those directly saves a frame per read and per wait. Other loops (uvloop) keep theirs.
+        asyncio_loop = type(loop).time is asyncio.BaseEventLoop.time
+        self._clock: Callable[[], float] = time.monotonic if asyncio_loop else loop.time
+        self._plain_future = type(loop).create_future is asyncio.BaseEventLoop.create_future
         self._transport: asyncio.Transport | None = None
+        self._read_view: memoryview | None = None
         self._queue: deque[WSMessage] = deque()
         self._max_queue = max_queue
         # Reading resumes once the queue is down to a quarter: no pause/resume flapping per message.
@@ -97,29 +125,51 @@ class WebSocket(WebSocketBase, asyncio.Protocol):
         self.request: Request | None = None
         """Server side: the upgrade request (path, headers) the connection was opened with."""
 
-    # -- asyncio.Protocol --------------------------------------------------------------------------
+    # -- asyncio.BufferedProtocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
+        # Here, not in __init__: this runs on the loop's thread, whose buffer the transport will fill.
+        self._read_view = _read_buffer()
         if self._registry is not None:
             self._registry.add(self)
         self._sync()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_view  # type: ignore[return-value]  # set in connection_made
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = self._read_view[:nbytes]  # type: ignore[index]
         if self._handshaking:
             self._handshake_data(data)
             return
         conn = self._conn
-        conn.receive_data(data, self._loop.time())
-        out = conn.data_to_send()
-        if out:
-            self._transport.write(out)  # type: ignore[union-attr]
-        events = conn.events()
+        conn.receive_data(data, self._clock())
+        if conn._out:  # a pong, or a close frame: rare
+            self._transport.write(conn.data_to_send())  # type: ignore[union-attr]
+        events = conn._events
         if events:
-            self._dispatch(events)
-        if conn.state is not _OPEN:
+            if not self._closing:  # else: like aiohttp's close(), drop what still arrives
+                queue = self._queue
+                queue.extend(events)
+                waiter = self._waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+                if len(queue) >= self._max_queue and not self._read_paused:
+                    self._pause_reading()
+            events.clear()
+        if conn._state is not _OPEN:
             self._sync()
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from a transport that does not use `get_buffer` (or given to `wrap_transport`)."""
+        read_view = self._read_view
+        self._read_view = memoryview(data)
+        try:
+            self.buffer_updated(len(data))
+        finally:
+            self._read_view = read_view
 
     def eof_received(self) -> None:
         self._eof()
@@ -171,7 +221,7 @@ class WebSocket(WebSocketBase, asyncio.Protocol):
                 self._opened.set_exception(exc)
         self._sync()
 
-    def _handshake_data(self, data: bytes) -> None:
+    def _handshake_data(self, data: bytes | memoryview) -> None:
         conn = self._conn
         try:
             conn.receive_data(data, self._loop.time())
@@ -313,37 +363,37 @@ class WebSocket(WebSocketBase, asyncio.Protocol):
         if self._waiter is not None:
             raise RuntimeError("Concurrent call to receive() is not allowed")
         queue = self._queue
-        if queue:
-            msg = queue.popleft()
-            if self._read_paused and len(queue) <= self._low_water:
-                self._resume_reading()
-            return msg
-        return await self._receive_wait(timeout)
-
-    async def _receive_wait(self, timeout: float | None) -> WSMessage:
-        queue = self._queue
-        conn = self._conn
         while not queue:
-            if conn.closed or self._lost.done():
-                return CLOSED_MESSAGE
-            if self._closing:
-                await self._wait_lost()
-                return CLOSED_MESSAGE
-            if conn.state is _CLOSING:
-                # The peer's close (autoclose off) was delivered: the answer is ours to send, as aiohttp does.
-                await self.close()
-                return CLOSED_MESSAGE
+            conn = self._conn
+            if conn._state is not _OPEN or self._closing or self._lost.done():
+                if conn.closed or self._lost.done():
+                    return CLOSED_MESSAGE
+                if self._closing:
+                    await self._wait_lost()
+                    return CLOSED_MESSAGE
+                if conn.state is _CLOSING:
+                    # The peer's close (autoclose off) was delivered: ours is to send, as in aiohttp.
+                    await self.close()
+                    return CLOSED_MESSAGE
             if self._read_paused:
                 self._resume_reading()
-            waiter = self._waiter = self._loop.create_future()
+            if self._plain_future:
+                waiter = self._waiter = asyncio.Future(loop=self._loop)
+            else:
+                waiter = self._waiter = self._loop.create_future()
             timeout = timeout or self._receive_timeout
-            handle = self._loop.call_later(timeout, _expire, waiter) if timeout else None
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-                if handle is not None:
+            if timeout:
+                handle = self._loop.call_later(timeout, _expire, waiter)
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
                     handle.cancel()
+            else:
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
         msg = queue.popleft()
         if self._read_paused and len(queue) <= self._low_water:
             self._resume_reading()
@@ -360,9 +410,11 @@ class WebSocket(WebSocketBase, asyncio.Protocol):
             conn.send_text(data)
         else:
             conn.send_text(data, compress=compress_flag(compress))
-        out = conn.data_to_send()
+        out = conn._out
+        wire = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
         if not self._transport_closing:
-            self._transport.write(out)  # type: ignore[union-attr]
+            self._transport.write(wire)  # type: ignore[union-attr]
         if self._write_paused:
             await self._drain()
 
@@ -370,16 +422,18 @@ class WebSocket(WebSocketBase, asyncio.Protocol):
         self, data: bytes | bytearray | memoryview, compress: bool | int | None = None
     ) -> None:
         """Send a binary message; `compress` as in `send_str`."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be bytes-like, not {type(data).__name__}")
         conn = self._conn
         if compress is None:
             conn.send_bytes(data)
         else:
             conn.send_bytes(data, compress=compress_flag(compress))
-        out = conn.data_to_send()
+        out = conn._out
+        wire = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
         if not self._transport_closing:
-            self._transport.write(out)  # type: ignore[union-attr]
+            self._transport.write(wire)  # type: ignore[union-attr]
         if self._write_paused:
             await self._drain()
 

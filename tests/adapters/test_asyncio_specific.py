@@ -13,7 +13,7 @@ import pytest
 import uvloop
 
 import wscore_asyncio
-from wscore import ConnectionClosed, Request, ServerConnection, WSMsgType
+from wscore import Connection, ConnectionClosed, Request, ServerConnection, WSMsgType
 from wscore_asyncio import WebSocket
 
 Main = Callable[[], Awaitable[None]]
@@ -545,5 +545,104 @@ def test_server_fails_a_client_that_breaks_the_protocol(frame: bytes, code: int)
                 assert (msg.type, msg.data) == (WSMsgType.CLOSE, code)
             assert_closed(ws)
         assert seen == [(WSMsgType.ERROR, code, "ProtocolError"), WSMsgType.CLOSED]
+
+    run(main)
+
+
+# -- the per-message path: the shared read buffer, data_received -----------------------------------
+
+
+def test_connections_on_one_loop_share_the_read_buffer_safely() -> None:
+    """Several clients at once, small and large messages pipelined: each gets exactly its echoes."""
+
+    async def main() -> None:
+        sizes = [0, 10, 126, 3000, 70_000, 300_000]
+
+        async def client(url: str, tag: int) -> None:
+            async with wscore_asyncio.connect(url) as ws:
+                payloads = [bytes([tag]) * size + bytes([i]) for i in range(3) for size in sizes]
+
+                async def send_all() -> None:
+                    for payload in payloads:
+                        await ws.send_bytes(payload)
+
+                sending = asyncio.ensure_future(send_all())
+                for payload in payloads:
+                    assert await ws.receive_bytes() == payload
+                await sending
+
+        async with wscore_asyncio.serve(wscore_asyncio.echo_handler, "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.port}/"
+            await asyncio.gather(*(client(url, tag) for tag in range(4)))
+
+    run(main)
+
+
+def test_event_loops_in_two_threads_read_into_their_own_buffers() -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    started = threading.Barrier(2)
+
+    def thread_main(tag: int) -> None:
+        async def main() -> None:
+            started.wait(5)
+            server = wscore_asyncio.serve(wscore_asyncio.echo_handler, "127.0.0.1", 0)
+            async with server as srv, wscore_asyncio.connect(f"ws://127.0.0.1:{srv.port}/") as ws:
+                for i in range(200):
+                    payload = bytes([tag]) * (i * 997 % 70_000)
+                    await ws.send_bytes(payload)
+                    assert await ws.receive_bytes() == payload
+
+        try:
+            run(main)
+        except BaseException as exc:  # reported by the test thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=thread_main, args=(tag,)) for tag in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+
+
+def test_a_transport_that_calls_data_received() -> None:
+    """A framework that keeps the transport's protocol and forwards what it reads to data_received
+    (no get_buffer): small, large and split messages arrive whole, both ways."""
+
+    class Forwarder(asyncio.Protocol):
+        ws: WebSocket | None = None
+
+        def data_received(self, data: bytes) -> None:
+            assert self.ws is not None
+            self.ws.data_received(data)
+
+        def eof_received(self) -> None:
+            assert self.ws is not None
+            self.ws.eof_received()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            assert self.ws is not None
+            self.ws.connection_lost(exc)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        transport, forwarder = await loop.create_connection(Forwarder, sock=ours)
+        ws = WebSocket(Connection(client=True))
+        forwarder.ws = ws
+        ws.connection_made(transport)
+        peer_transport, _ = await loop.create_connection(asyncio.Protocol, sock=theirs)
+        peer = wscore_asyncio.wrap_transport(peer_transport, Connection(client=False))
+        for size in (0, 5, 200, 5000, 300_000):
+            await peer.send_bytes(b"p" * size)
+            await ws.send_str("q" * size)
+            assert await ws.receive_bytes() == b"p" * size
+            assert await peer.receive_str() == "q" * size
+        await ws.close()
+        assert (await peer.receive()).type is WSMsgType.CLOSE
+        await peer.wait_closed()
+        await ws.wait_closed()
 
     run(main)
