@@ -56,6 +56,11 @@ _DEFAULT_FLUSH_TIMEOUT: Final = 10.0
 # returns. Reading into it instead of letting the transport allocate 256 KiB per read also spares
 # malloc's mmap/munmap round trip per read that such an allocation can cost.
 _READ_BUFFER_SIZE: Final = 256 * 1024
+# While received messages wait in the queue, sends of up to _COALESCE_FRAME bytes are coalesced into
+# one write, up to _COALESCE_MAX bytes held back (asyncio's default write high-water mark); see
+# WebSocket._coalesce. Joining copies: past ~16 KiB a frame's copy costs about what a send() saves.
+_COALESCE_FRAME: Final = 16 * 1024
+_COALESCE_MAX: Final = 64 * 1024
 _thread_local = threading.local()
 
 
@@ -108,6 +113,9 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        # Coalesced sends (see _coalesce): the pending write and the bytes held back for it.
+        self._flush_handle: asyncio.Handle | None = None
+        self._held = 0
         self._abort_handle: asyncio.TimerHandle | None = None
         self._transport_closing = False
         self._lost: asyncio.Future[None] = self._loop.create_future()
@@ -178,10 +186,10 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport_closing = True
         self._write_paused = False
-        for handle in (self._timer, self._abort_handle):
+        for handle in (self._timer, self._abort_handle, self._flush_handle):
             if handle is not None:
                 handle.cancel()
-        self._timer = self._abort_handle = None
+        self._timer = self._abort_handle = self._flush_handle = None
         if not self._conn.close_transport or self._handshaking:
             self._eof()
         waiter = self._waiter
@@ -410,6 +418,8 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
             conn.send_text(data)
         else:
             conn.send_text(data, compress=compress_flag(compress))
+        if self._queue and not self._write_paused and self._coalesce(len(data)):
+            return
         out = conn._out
         wire = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
@@ -429,6 +439,8 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
             conn.send_bytes(data)
         else:
             conn.send_bytes(data, compress=compress_flag(compress))
+        if self._queue and not self._write_paused and self._coalesce(len(data)):
+            return
         out = conn._out
         wire = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
@@ -436,6 +448,29 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
             self._transport.write(wire)  # type: ignore[union-attr]
         if self._write_paused:
             await self._drain()
+
+    def _coalesce(self, size: int) -> bool:
+        """Whether a send just queued in the core may wait for the next write, with the ones before it.
+
+        Called while received messages are still queued: the application is working through a batch
+        (an echo or request/response loop under pipelining), so its answers leave together, flushed by
+        the first send after the queue runs empty or, at the latest, on the loop's next iteration.
+        Small frames only, and at most _COALESCE_MAX bytes held back, so write flow control still
+        applies to anything big.
+        """
+        held = self._held + size
+        if held > _COALESCE_MAX or size > _COALESCE_FRAME:
+            self._held = 0
+            return False
+        self._held = held
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+        return True
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        self._held = 0
+        self._write_out()
 
     async def send_frame(
         self, message: bytes | bytearray | memoryview, opcode: int, compress: bool | int | None = None

@@ -549,7 +549,101 @@ def test_server_fails_a_client_that_breaks_the_protocol(frame: bytes, code: int)
     run(main)
 
 
-# -- the per-message path: the shared read buffer, data_received -----------------------------------
+# -- the per-message path: coalesced answers, the shared read buffer, data_received ---------------
+
+
+def _burst(ws: WebSocket, payloads: list[bytes]) -> None:
+    """Queue `payloads` in the client's core and write them in one go, so the server reads a batch."""
+    for payload in payloads:
+        ws.core.send_bytes(payload)
+    ws._write_out()
+
+
+def test_answers_to_a_pipelined_batch_leave_in_few_writes() -> None:
+    """An echo handler working through queued messages sends its answers in one write (per 64 KiB),
+    not one per message, and they arrive complete and in order."""
+
+    async def main() -> None:
+        writes: list[int] = []
+
+        async def handler(ws: WebSocket) -> None:
+            transport = ws.transport
+            assert transport is not None
+            write = transport.write
+
+            def counting_write(data: bytes | bytearray | memoryview) -> None:
+                writes.append(len(data))
+                write(data)
+
+            transport.write = counting_write  # type: ignore[method-assign]
+            await wscore_asyncio.echo_handler(ws)
+
+        payloads = [f"{i:04}".encode() * 25 for i in range(200)]  # 100 B each
+        server = wscore_asyncio.serve(handler, "127.0.0.1", 0)
+        async with server as srv, wscore_asyncio.connect(f"ws://127.0.0.1:{srv.port}/", max_queue=256) as ws:
+            await ws.send_bytes(b"warm-up")  # the handler is running and its writes are counted
+            assert await ws.receive_bytes() == b"warm-up"
+            writes.clear()
+            _burst(ws, payloads)
+            assert [await ws.receive_bytes() for _ in payloads] == payloads
+            # 200 answers of 102 bytes on the wire: about one write per read the server made (the
+            # 20 KB come in a few reads), where one write per message would make 200.
+            assert sum(writes) == 200 * 102
+            assert len(writes) < 20
+
+    run(main)
+
+
+def test_a_held_answer_leaves_without_another_receive() -> None:
+    """An answer held back while messages were queued is written on the loop's next iteration even
+    if the handler, instead of receiving again, waits for something else."""
+
+    async def main() -> None:
+        replied = asyncio.Event()
+
+        async def handler(ws: WebSocket) -> None:
+            first = await ws.receive_bytes()
+            assert ws._queue  # the second message is waiting: the answer is held
+            await ws.send_bytes(first.upper())
+            await replied.wait()  # set only once the client has the answer
+            assert await ws.receive_bytes() == b"second"
+
+        server = wscore_asyncio.serve(handler, "127.0.0.1", 0)
+        async with server as srv, wscore_asyncio.connect(f"ws://127.0.0.1:{srv.port}/") as ws:
+            _burst(ws, [b"first", b"second"])
+            assert await ws.receive_bytes(timeout=5) == b"FIRST"
+            replied.set()
+
+    run(main)
+
+
+def test_big_answers_are_not_held_back() -> None:
+    """A frame over 16 KiB goes to the transport at once, and so does everything held when the held
+    bytes would pass 64 KiB: the transport's flow control sees big sends."""
+
+    async def main() -> None:
+        left_in_core: list[bytes] = []
+
+        async def handler(ws: WebSocket) -> None:
+            await ws.receive_bytes()
+            assert ws._queue
+            await ws.send_bytes(b"b" * 20_000)
+            left_in_core.append(ws.core.data_to_send())
+            for _ in range(5):  # four are held (60 KB); the fifth would make 75 KB
+                await ws.send_bytes(b"s" * 15_000)
+            left_in_core.append(ws.core.data_to_send())
+            await wscore_asyncio.echo_handler(ws)
+
+        server = wscore_asyncio.serve(handler, "127.0.0.1", 0)
+        async with server as srv, wscore_asyncio.connect(f"ws://127.0.0.1:{srv.port}/") as ws:
+            _burst(ws, [b"one", b"two"])
+            assert await ws.receive_bytes() == b"b" * 20_000
+            for _ in range(5):
+                assert await ws.receive_bytes() == b"s" * 15_000
+            assert await ws.receive_bytes() == b"two"
+        assert left_in_core == [b"", b""]
+
+    run(main)
 
 
 def test_connections_on_one_loop_share_the_read_buffer_safely() -> None:
