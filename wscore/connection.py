@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import codecs
 import struct
-from typing import Final
+from typing import Final, TypeVar
 
 from . import frames
 from ._types import CLOSED_MESSAGE, State, WSMessage, WSMsgType
@@ -64,6 +64,23 @@ _BINARY_HEADERS: Final = [bytes((0x82, n)) for n in range(126)]
 _pack_h = struct.Struct("!BBH").pack
 _pack_key = struct.Struct("!BB4s").pack
 _pack_h_key = struct.Struct("!BBH4s").pack
+# Fragments shorter than this are merged as they arrive (see _add_part).
+_SMALL_PART: Final = 512
+# Pongs queued in a row at most while nobody takes the output; past it only the latest ping is answered.
+_MAX_QUEUED_PONGS: Final = 64
+_Part = TypeVar("_Part", bytes, str)
+
+
+def _add_part(parts: list[_Part], part: _Part) -> None:
+    """Keep one fragment of a message being received. Empty ones are dropped and small ones merged
+    (copying under 1 KiB each), so a message's parts cost about its size even when a peer sends it
+    as a million 1-byte or empty fragments, not some 60 bytes of object per fragment."""
+    if not part:
+        return
+    if len(part) < _SMALL_PART and parts and len(parts[-1]) < _SMALL_PART:
+        parts[-1] += part
+    else:
+        parts.append(part)
 
 
 class Connection:
@@ -131,6 +148,9 @@ class Connection:
 
         self._close_sent = False
         self._close_received = False
+        # The run of pongs at the end of the output (see _queue_pong): its length and last frame.
+        self._pongs_queued = 0
+        self._last_pong = b""
 
         # Timers (monotonic seconds from the caller); see next_deadline().
         self._now = now
@@ -449,7 +469,7 @@ class Connection:
                 self._events.append(WSMessage(_TEXT, "".join(self._msg_text), None))
                 self._msg_text = []
             else:
-                self._msg_text.append(chunk)
+                _add_part(self._msg_text, chunk)
         elif self._fragments:
             msg_type = _BINARY if opcode else _CONTINUATION
             self._events.append(WSMessage(msg_type, payload, fin))
@@ -460,7 +480,7 @@ class Connection:
                 self._msg_parts = []
             self._events.append(WSMessage(_BINARY, payload, None))
         else:
-            self._msg_parts.append(payload)
+            _add_part(self._msg_parts, payload)
         if fin:
             self._msg_opcode = 0
             self._msg_size = 0
@@ -470,7 +490,7 @@ class Connection:
         if opcode == frames.OP_PING:
             if self._autoping:
                 if not self._close_sent:
-                    self._out.append(encode_frame(frames.OP_PONG, payload, masked=self.client))
+                    self._queue_pong(encode_frame(frames.OP_PONG, payload, masked=self.client))
             else:
                 self._events.append(WSMessage(WSMsgType.PING, payload, None))
         elif opcode == frames.OP_PONG:
@@ -498,6 +518,20 @@ class Connection:
             else:
                 self._state = _CLOSING
 
+    def _queue_pong(self, pong: bytes) -> None:
+        out = self._out
+        if out and out[-1] is self._last_pong:  # our last pong is still queued, at the end
+            if self._pongs_queued >= _MAX_QUEUED_PONGS:
+                # A ping flood that nobody drains: RFC 6455 §5.5.3 lets us answer only the most
+                # recent ping while earlier pongs are unsent, so the queue stops growing.
+                out[-1] = self._last_pong = pong
+                return
+            self._pongs_queued += 1
+        else:
+            self._pongs_queued = 1
+        out.append(pong)
+        self._last_pong = pong
+
     # -- input: end of stream and failures -----------------------------------------------------
 
     def receive_eof(self) -> None:
@@ -518,7 +552,8 @@ class Connection:
 
     def _fail(self, exc: ProtocolError) -> None:
         """_Fail the WebSocket Connection_ (RFC 6455 §7.1.7): send the close code, stop reading."""
-        self.exception = exc
+        # Without its traceback: the parser's frames would keep the read and the message so far alive.
+        self.exception = exc.with_traceback(None)
         self._buf.clear()
         self._msg_parts = []
         self._msg_text = []

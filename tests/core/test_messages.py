@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from wscore import (
+    Connection,
     ConnectionClosed,
     InvalidStateError,
     MessageTooBig,
@@ -306,6 +309,58 @@ class TestLimits:
         assert [len(e.data) for e in conn.events()] == [100] * 5
 
 
+class TestFragmentsCostTheirSize:
+    """A message's fragments are held at about their payload's size, however small they are: a peer
+    cannot make max_message_size cost tens of times as much with 1-byte fragments, nor grow memory
+    without end with empty ones (which never reach the limit)."""
+
+    @staticmethod
+    def held(conn: Connection, frames: bytes, reads: int) -> int:
+        """Peak bytes allocated while `conn` receives `frames` `reads` times."""
+        tracemalloc.start()
+        try:
+            for _ in range(reads):
+                conn.receive_data(frames)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    @ROLES
+    @pytest.mark.parametrize("opcode", [0x1, 0x2])
+    def test_empty_fragments_hold_nothing(self, client: bool, opcode: int) -> None:
+        conn = open_connection(client, WSConfig(max_message_size=1000))
+        conn.receive_data(peer_frame(conn, opcode, b"a", fin=False))
+        empty = peer_frame(conn, 0x0, b"", fin=False) * 10_000
+        peak = self.held(conn, empty, 20)  # 200,000 fragments
+        assert conn.state is State.OPEN
+        assert peak < 2 * len(empty)  # the read and its leftover, not 8 bytes a fragment
+        conn.receive_data(peer_frame(conn, 0x0, b"b"))
+        assert [e.data for e in conn.events()] == ["ab" if opcode == 0x1 else b"ab"]
+
+    @ROLES
+    @pytest.mark.parametrize("opcode", [0x1, 0x2])
+    def test_one_byte_fragments_cost_about_their_size(self, client: bool, opcode: int) -> None:
+        conn = open_connection(client, WSConfig(max_message_size=20_000))
+        conn.receive_data(peer_frame(conn, opcode, b"a", fin=False))
+        tiny = b"".join(peer_frame(conn, 0x0, bytes((0x61 + i % 26,)), fin=False) for i in range(1000))
+        peak = self.held(conn, tiny, 19)  # 19,001 bytes in 1-byte fragments
+        assert conn.state is State.OPEN
+        assert peak < 2 * len(tiny) + 2 * 19_001  # before: about 60 bytes a fragment, 1.1 MB
+        conn.receive_data(peer_frame(conn, 0x0, b"!"))
+        (message,) = conn.events()
+        expected = "a" + "".join(chr(0x61 + i % 26) for i in range(1000)) * 19 + "!"
+        assert message.data == (expected if opcode == 0x1 else expected.encode())
+
+    @ROLES
+    def test_the_limit_still_counts_every_byte(self, client: bool) -> None:
+        conn = open_connection(client, WSConfig(max_message_size=1000))
+        conn.receive_data(peer_frame(conn, 0x2, b"a", fin=False))
+        conn.receive_data(peer_frame(conn, 0x0, b"b", fin=False) * 999)
+        assert conn.state is State.OPEN
+        conn.receive_data(peer_frame(conn, 0x0, b"c", fin=False))
+        assert error_of(conn) == 1009
+
+
 class TestFragmentMode:
     """config fragments=True: each data frame is delivered as it arrives — TEXT/BINARY for the first,
     CONTINUATION after, `extra` True on the frame that ends the message."""
@@ -350,6 +405,24 @@ class TestDataAfterErrors:
             conn.send_text("x")
         assert info.value.code == 1002
         assert conn.close_transport
+
+    @ROLES
+    def test_a_failed_connection_keeps_nothing_of_what_it_read(self, client: bool) -> None:
+        """`exception` carries no traceback: the parser's frames in it would keep the failing read and
+        the message so far alive for as long as the application keeps the connection."""
+        conn = open_connection(client, WSConfig(max_message_size=None))
+        tracemalloc.start()
+        try:
+            read = peer_frame(conn, 0x2, b"x" * 1_000_000, fin=False) + peer_frame(conn, 0x3, b"")
+            conn.receive_data(read)
+            del read
+            kept = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert error_of(conn) == 1002
+        assert conn.exception is not None
+        assert conn.exception.__traceback__ is None
+        assert kept < 100_000  # before: the 1 MB read and the payload, 2 MB
 
     def test_a_failure_reason_is_cut_to_fit_a_close_frame(self) -> None:
         conn = open_connection(client=False)
