@@ -2,8 +2,9 @@
 
 No sockets: a peer's bytes are fed straight to a `Connection` in either role, and `tracemalloc` measures
 the peak of what the core allocates while it reads them (the input itself is made before tracing
-starts). Each test asserts the RFC's close code and a bound on that peak, and records a row of the table
-printed at the end of this module's run: case, role, input bytes, close code, peak traced bytes.
+starts). Each test asserts the RFC's close code and a bound on that peak, and records its figures
+(input bytes, close code, peak traced bytes) for the table of stress figures printed at the end of the
+pytest run.
 """
 
 from __future__ import annotations
@@ -12,48 +13,18 @@ import struct
 import tracemalloc
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
 
 import pytest
 
 from tests.core.helpers import KEY, parse_frames, raw_frame
 from wscore import Connection, PerMessageDeflate, State, WSConfig, WSMsgType
 
+from .conftest import record_figure
+
 MiB = 1 << 20
 LIMIT = MiB
 """`max_message_size` for these tests (the default is 4 MiB)."""
 ROLES = pytest.mark.parametrize("client", [True, False], ids=["client", "server"])
-
-
-class Row(NamedTuple):
-    """One measured case."""
-
-    case: str
-    role: str
-    input_bytes: int
-    close_code: int | None
-    peak: int
-
-
-_ROWS: list[Row] = []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def table(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Print the rows the tests of this module measured, once they have all run."""
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not _ROWS:
-        return
-    with capture.global_and_fixture_disabled():  # to the terminal, even from inside a test's teardown
-        reporter.ensure_newline()
-        reporter.section("hostile input to the core: peak traced memory")
-        reporter.write_line(f"{'case':54} {'role':6} {'input bytes':>13} {'close':>5} {'peak bytes':>11}")
-        for row in _ROWS:
-            code = "-" if row.close_code is None else str(row.close_code)
-            line = f"{row.case:54} {row.role:6} {row.input_bytes:>13,} {code:>5} {row.peak:>11,}"
-            reporter.write_line(line)
 
 
 def feed(conn: Connection, reads: Iterable[bytes]) -> tuple[int, int]:
@@ -73,10 +44,10 @@ def feed(conn: Connection, reads: Iterable[bytes]) -> tuple[int, int]:
 
 
 def record(case: str, conn: Connection, fed: int, peak: int) -> None:
-    """Keep a row for the table (and in the captured output of the test)."""
-    row = Row(case, "client" if conn.client else "server", fed, conn.close_code, peak)
-    _ROWS.append(row)
-    print(row)
+    """Keep a row for the end-of-run table of stress figures (tests/stress/conftest.py)."""
+    code = "-" if conn.close_code is None else str(conn.close_code)
+    who = "core client" if conn.client else "core server"
+    record_figure(f"hostile input: {case}", who, f"{fed:>11,} B in   close {code:>4}   peak {peak:>11,} B")
 
 
 def frame(conn: Connection, opcode: int, payload: bytes = b"", **kwargs: bool) -> bytes:
