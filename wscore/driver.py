@@ -587,22 +587,24 @@ class StreamWebSocket(WebSocketBase):
         sent = 0
         try:
             sent = await sender(data)
+            self._pending -= sent
             if sent < size:
                 view = memoryview(data)
                 while sent < size:
-                    sent += await sender(view[sent:])
+                    n = await sender(view[sent:])
+                    sent += n
+                    self._pending -= n
         except self.io.stream_errors as exc:
             self._out.clear()
-            self._pending = sent = 0
+            self._pending = 0
             self._stream_failed(exc)
             raise ConnectionClosed(1006, f"connection lost: {exc!r}") from exc
         except BaseException:
             if sent < size:
-                self._out.insert(0, data[sent:])
+                self._out.insert(0, data[sent:])  # still counted in _pending
             raise
         finally:
             self._writing = False
-            self._pending -= sent
             if (self._out or self._conn.close_transport) and self._write_waiter is not None:
                 self._write_waiter.set()
             if self._drain_waiter is not None and self._pending <= HIGH_WATER:

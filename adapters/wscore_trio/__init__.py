@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import ssl as ssl_module
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -51,6 +52,7 @@ from wscore.driver import (
     SendSome,
     StreamServer,
     StreamWebSocket,
+    check_listen_args,
     connect_stream,
     echo_handler,
 )
@@ -250,9 +252,15 @@ class WebSocket(StreamWebSocket):
 
 
 async def _open_stream(
-    ssl: ssl_module.SSLContext | bool | None, server_hostname: str | None, url: WSURL
+    ssl: ssl_module.SSLContext | bool | None,
+    server_hostname: str | None,
+    sock: socket.socket | None,
+    url: WSURL,
 ) -> trio.abc.Stream:
-    stream = await trio.open_tcp_stream(url.host, url.port)
+    if sock is not None:
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    else:
+        stream = await trio.open_tcp_stream(url.host, url.port)
     if not url.secure:
         return stream
     if ssl is False:
@@ -292,17 +300,19 @@ def connect(
     max_queue: int = DEFAULT_MAX_QUEUE,
     ssl: ssl_module.SSLContext | bool | None = None,
     server_hostname: str | None = None,
+    sock: socket.socket | None = None,
 ) -> AbstractAsyncContextManager[WebSocket]:
     """Open a client connection to a ws:// or wss:// URL, as an async context manager.
 
     Options are `wscore_asyncio.connect`'s: `ssl` is an `SSLContext` (or False: no verification),
-    `server_hostname` the name the certificate must match (default: the URL's host).
-    A refused upgrade raises `HandshakeError`; `open_timeout` bounds TCP, TLS and handshake
+    `server_hostname` the name the certificate must match (default: the URL's host), `sock` an
+    already connected socket to use instead of connecting (the URL still gives the Host header and
+    TLS name). A refused upgrade raises `HandshakeError`; `open_timeout` bounds TCP, TLS and handshake
     (`WSTimeoutError`). Leaving the block closes the connection (1001 if cancelled).
     """
     return connect_stream(
         WebSocket,
-        partial(_open_stream, ssl, server_hostname),
+        partial(_open_stream, ssl, server_hostname, sock),
         url,
         protocols=protocols,
         headers=headers,
@@ -346,8 +356,8 @@ class WSServer(StreamServer):
 
 async def serve(
     handler: Callable[[WebSocket], Awaitable[Any]],
-    host: str | None,
-    port: int,
+    host: str | None = None,
+    port: int | None = None,
     *,
     protocols: Sequence[str] = (),
     select_subprotocol: SubprotocolSelector | None = None,
@@ -365,6 +375,7 @@ async def serve(
     max_queue: int = DEFAULT_MAX_QUEUE,
     shutdown_timeout: float = 10.0,
     ssl: ssl_module.SSLContext | None = None,
+    sock: socket.socket | None = None,
     backlog: int = 100,
     task_status: trio.TaskStatus[WSServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -379,8 +390,10 @@ async def serve(
       plain HTTP (a page, a health check, a 403). May be sync or async.
     - `protocols`: the subprotocols we speak, in our order of preference; or `select_subprotocol(offered)`.
     - `compress`: accept permessage-deflate when offered (default True).
-    - `ssl`: an `SSLContext` for wss://. The other options are `connect()`'s.
+    - `ssl`: an `SSLContext` for wss://; `sock`: a bound (listening) socket to use instead of
+      host/port. The other options are `connect()`'s.
     """
+    check_listen_args(host, port, sock)
     server = WSServer(
         WebSocket,
         handler,
@@ -400,9 +413,12 @@ async def serve(
         max_queue=max_queue,
         shutdown_timeout=shutdown_timeout,
     )
-    listeners: list[trio.abc.Listener[Any]] = list(
-        await trio.open_tcp_listeners(port, host=host, backlog=backlog)
-    )
+    listeners: list[trio.abc.Listener[Any]]
+    if sock is not None:
+        sock.listen(backlog)
+        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock))]
+    else:
+        listeners = list(await trio.open_tcp_listeners(port or 0, host=host, backlog=backlog))
     if ssl is not None:
         listeners = [trio.SSLListener(listener, ssl, https_compatible=True) for listener in listeners]
     server.listeners = listeners

@@ -7,6 +7,7 @@ bare wscore core as the peer.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -164,6 +165,42 @@ async def test_cancelled_send_under_back_pressure_never_writes_half_a_frame() ->
             # The cancelled message was still sent whole, then the next one.
             assert events == [(WSMsgType.BINARY, big), (WSMsgType.TEXT, "next")]
             assert peer.core.exception is None
+            await theirs.aclose()
+
+
+async def test_cancelled_send_on_a_full_socket_still_sends_the_frame_whole() -> None:
+    """Over a socket (written from the calling task on trio, through the writer on asyncio): cancelled
+    part-way through a frame, the socket full, the rest still goes out whole, then the next."""
+    a, b = socket.socketpair()
+    for sock in (a, b):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ours = await anyio.abc.SocketStream.from_socket(a)
+    core = Connection(client=False)
+    big = bytes(range(256)) * 4096  # 1 MiB: far more than the two socket buffers hold
+    events: list[tuple[WSMsgType, object]] = []
+
+    async def peer_reads(theirs: anyio.abc.SocketStream) -> None:
+        while (WSMsgType.TEXT, "next") not in events:
+            core.receive_data(await theirs.receive())
+            events.extend((m.type, m.data) for m in core.events())
+
+    with anyio.fail_after(10):
+        async with wscore_anyio.wrap_stream(ours, Connection(client=True)) as ws:
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(ws.send_bytes, big)
+                    await anyio.wait_all_tasks_blocked()
+                    # Cancelled in the middle of the frame: its start is on the wire, not its end.
+                    assert b.recv(1, socket.MSG_PEEK) == b"\x82"
+                    assert ws.write_buffer_size() > 0
+                    scope.cancel()
+            theirs = await anyio.abc.SocketStream.from_socket(b)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(peer_reads, theirs)
+                await ws.send_str("next")
+            assert events == [(WSMsgType.BINARY, big), (WSMsgType.TEXT, "next")]
+            assert core.exception is None
             await theirs.aclose()
 
 

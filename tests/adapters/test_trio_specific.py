@@ -6,6 +6,7 @@ peer, so back-pressure and cancellation points are exact and `MockClock` makes t
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -171,6 +172,49 @@ def test_cancelled_send_under_back_pressure_never_writes_half_a_frame() -> None:
                 await trio.testing.wait_all_tasks_blocked()
                 scope.cancel()
             # The cancelled message is still sent, whole, and the connection works.
+            events: list[tuple[WSMsgType, object]] = []
+
+            async def peer_reads() -> None:
+                while (WSMsgType.TEXT, "next") not in events:
+                    events.extend(await peer.read_events())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(peer_reads)
+                await ws.send_str("next")
+            assert events == [(WSMsgType.BINARY, big), (WSMsgType.TEXT, "next")]
+            assert peer.core.exception is None
+            await peer.stream.aclose()
+
+    run(main)
+
+
+def test_cancelled_send_on_a_full_socket_still_sends_the_frame_whole() -> None:
+    """Over a plain socket send_*() writes from the calling task; cancelled part-way through a frame
+    (the socket is full: the peer reads nothing yet), the rest still goes out whole, then the next."""
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        for sock in (a, b):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ours = trio.SocketStream(trio.socket.from_stdlib_socket(a))
+        peer = Peer(trio.SocketStream(trio.socket.from_stdlib_socket(b)), client=False)
+        big = bytes(range(256)) * 4096  # 1 MiB: far more than the two socket buffers hold
+        async with wscore_trio.wrap_stream(ours, Connection(client=True)) as ws:
+            async with trio.open_nursery() as nursery:
+
+                async def sender(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+                    with trio.CancelScope() as scope:
+                        task_status.started(scope)
+                        await ws.send_bytes(big)
+                    assert scope.cancelled_caught
+
+                scope = await nursery.start(sender)
+                await trio.testing.wait_all_tasks_blocked()
+                # Cancelled in the middle of the frame: its start is on the wire, not its end.
+                assert b.recv(1, socket.MSG_PEEK) == b"\x82"
+                assert 0 < ws.write_buffer_size() < len(big)
+                scope.cancel()
             events: list[tuple[WSMsgType, object]] = []
 
             async def peer_reads() -> None:
