@@ -208,32 +208,19 @@ class Connection:
         else:
             self._now = now
         self._last_recv = now
-        state = self._state
-        if state is not _OPEN and state is not _CLOSING:
-            if state is _CONNECTING and data:  # h11 would take an empty read for EOF
-                self._receive_handshake_data(bytes(data))
-            # After the close handshake or a failure, RFC 6455 §5.5.1: data is discarded.
-            return
-        if self._close_received:
-            return
-        buf = self._buf
-        pos = 0
-        kind = type(data)
-        try:
-            if buf:
-                buf += data
-                data = buf
-            elif state is _OPEN and not self._msg_opcode and (kind is bytes or kind is memoryview):
-                # The fast path: a read that starts with whole, unfragmented, uncompressed data frames
-                # of up to _SMALL bytes (one message in flight, or a pipelined batch) costs a few
-                # operations a frame. Anything else (a control frame, a partial or bigger frame, a bad
-                # header) stops it, and _parse takes over at that frame.
-                n = len(data)
-                mask_bit = self._expect_mask
-                limit = self._small_limit
-                hlen = 6 if mask_bit else 2
-                view = kind is not bytes
-                append = self._events.append
+        if self._state is _OPEN and not self._buf and not self._msg_opcode:
+            # The fast path: a read that starts with whole, unfragmented, uncompressed data frames of
+            # up to _SMALL bytes (one message in flight, or a pipelined batch) costs a few operations
+            # a frame. Anything else (a control frame, a fragment, a partial or bigger frame, a bad
+            # header) stops it, and _parse takes over at that frame.
+            n = len(data)
+            pos = 0
+            mask_bit = self._expect_mask
+            hlen = 6 if mask_bit else 2
+            limit = self._small_limit
+            copy = type(data) is not bytes  # a slice of a bytearray or a view is not a bytes copy
+            append = self._events.append
+            try:
                 while n - pos >= 2:
                     b0 = data[pos]
                     # Without the expected MASK bit (or with an unexpected one) this is >= 128.
@@ -246,26 +233,48 @@ class Connection:
                     else:
                         break
                     end = start + length
-                    if length > limit or end > n or (b0 != 0x82 and b0 != 0x81):
+                    if length > limit or end > n:
                         break
-                    if mask_bit:
-                        payload = unmask_from(data, start, end)
-                    elif view:
-                        payload = bytes(data[start:end])
-                    else:
-                        payload = data[start:end]  # type: ignore[assignment]  # bytes, as checked above
-                    pos = end
+                    # FIN, no RSV bit, and binary (0x82) or text (0x81).
                     if b0 == 0x82:
+                        if mask_bit:
+                            payload = unmask_from(data, start, end)
+                        elif copy:
+                            payload = bytes(data[start:end])
+                        else:
+                            payload = data[start:end]  # type: ignore[assignment]  # bytes, as checked above
                         append(_new_message(WSMessage, (_BINARY, payload, None)))
-                    else:
+                    elif b0 == 0x81:
                         try:
-                            text = payload.decode("utf-8")
+                            if mask_bit:
+                                text = unmask_from(data, start, end).decode("utf-8")
+                            else:
+                                text = str(data[start:end], "utf-8")
                         except UnicodeDecodeError:
                             raise ProtocolError(_BAD_UTF8, 1007) from None
                         append(_new_message(WSMessage, (_TEXT, text, None)))
-                if pos == n:
-                    return
-            self._parse(data, pos)
+                    else:
+                        break
+                    pos = end
+                if pos < n:
+                    self._parse(data, pos)
+            except ProtocolError as exc:
+                self._fail(exc)
+            return
+        state = self._state
+        if state is not _OPEN and state is not _CLOSING:
+            if state is _CONNECTING and data:  # h11 would take an empty read for EOF
+                self._receive_handshake_data(bytes(data))
+            # After the close handshake or a failure, RFC 6455 §5.5.1: data is discarded.
+            return
+        if self._close_received:
+            return
+        buf = self._buf
+        if buf:
+            buf += data
+            data = buf
+        try:
+            self._parse(data)
         except ProtocolError as exc:
             self._fail(exc)
 

@@ -4,8 +4,8 @@ A read that starts with whole, unfragmented, uncompressed data frames of up to 4
 a short loop in `receive_data`; the first frame it does not take (a control frame, a fragment, a
 partial or bigger frame, a bad header) goes to `_parse`. Reads may be `bytes` or a `memoryview` of a
 buffer the caller reuses (what `wscore_asyncio` passes), and are never kept. The oracle for every
-case is the general parser: the same stream fed as `bytearray` pieces, which the fast path never
-takes.
+case is the general parser: the same stream fed one byte at a time, which holds no whole frame, so
+only `_parse` ever reads a frame of it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def outcome(conn: Connection) -> Outcome:
 
 
 def feed_general(stream: bytes, client: bool, config: WSConfig | None = None) -> Outcome:
-    """The oracle: byte by byte, as bytearrays, which only `_parse` reads."""
+    """The oracle: byte by byte (as bytearrays), so that only `_parse` reads a frame."""
     conn = Connection(client=client, config=config)
     for i in range(len(stream)):
         conn.receive_data(bytearray(stream[i : i + 1]))
