@@ -339,6 +339,8 @@ class _AsyncioStream(anyio.abc.ByteStream, asyncio.Protocol):
     def attach(self, ws: StreamWebSocket) -> None:
         """Hand every received byte to `ws` from now on, starting with the unread ones."""
         self._sink = ws
+        # The transport looks data_received up per call: one frame less per read.
+        self.data_received = ws._push_data  # type: ignore[method-assign]
         if self._read_paused:
             self._read_paused = False
             if not self._lost:
