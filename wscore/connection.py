@@ -60,8 +60,9 @@ _NO_LIMIT: Final = 1 << 64  # above any frame length (§5.2 caps it at 2**63 - 1
 # A server's small message is a cached 2-byte header (FIN + opcode, length) and one concatenation.
 _TEXT_HEADERS: Final = [bytes((0x81, n)) for n in range(126)]
 _BINARY_HEADERS: Final = [bytes((0x82, n)) for n in range(126)]
-# Headers of frames under 64 KiB, packed in one call: FIN + opcode, (MASK +) length, (the client's key).
+# Headers packed in one call: FIN + opcode, (MASK +) length, (the client's key).
 _pack_h = struct.Struct("!BBH").pack
+_pack_q = struct.Struct("!BBQ").pack
 _pack_key = struct.Struct("!BB4s").pack
 _pack_h_key = struct.Struct("!BBH4s").pack
 # Fragments shorter than this are merged as they arrive (see _add_part).
@@ -617,14 +618,19 @@ class Connection:
         ):
             payload = data.encode("utf-8")
             n = len(payload)
-            if n >= 65536:
-                self._out.append(encode_frame(1, payload, masked=self.client))
-            elif self.client:
-                key = frames.mask_keys.next()
-                header = _pack_key(0x81, 0x80 | n, key) if n < 126 else _pack_h_key(0x81, 0xFE, n, key)
-                self._out.append(masked_frame(header, payload, key))
+            if self.client:
+                if n >= 65536:
+                    self._out.append(encode_frame(1, payload, masked=True))
+                else:
+                    key = frames.mask_keys.next()
+                    header = _pack_key(0x81, 0x80 | n, key) if n < 126 else _pack_h_key(0x81, 0xFE, n, key)
+                    self._out.append(masked_frame(header, payload, key))
+            elif n < 126:
+                self._out.append(_TEXT_HEADERS[n] + payload)
+            elif n < 65536:
+                self._out.append(_pack_h(0x81, 126, n) + payload)
             else:
-                self._out.append((_TEXT_HEADERS[n] if n < 126 else _pack_h(0x81, 126, n)) + payload)
+                self._out.append(_pack_q(0x81, 127, n) + payload)
             return
         self._send_data(1, data.encode("utf-8"), fin, compress)
 
@@ -646,14 +652,19 @@ class Connection:
             if type(data) is not bytes:
                 data = bytes(data)  # a copy the caller cannot change; len() of a view may count items
             n = len(data)
-            if n >= 65536:
-                self._out.append(encode_frame(2, data, masked=self.client))
-            elif self.client:
-                key = frames.mask_keys.next()
-                header = _pack_key(0x82, 0x80 | n, key) if n < 126 else _pack_h_key(0x82, 0xFE, n, key)
-                self._out.append(masked_frame(header, data, key))
+            if self.client:
+                if n >= 65536:
+                    self._out.append(encode_frame(2, data, masked=True))
+                else:
+                    key = frames.mask_keys.next()
+                    header = _pack_key(0x82, 0x80 | n, key) if n < 126 else _pack_h_key(0x82, 0xFE, n, key)
+                    self._out.append(masked_frame(header, data, key))
+            elif n < 126:
+                self._out.append(_BINARY_HEADERS[n] + data)
+            elif n < 65536:
+                self._out.append(_pack_h(0x82, 126, n) + data)
             else:
-                self._out.append((_BINARY_HEADERS[n] if n < 126 else _pack_h(0x82, 126, n)) + data)
+                self._out.append(_pack_q(0x82, 127, n) + data)
             return
         self._send_data(2, bytes(data), fin, compress)
 

@@ -421,10 +421,10 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         if self._queue and not self._write_paused and self._coalesce(len(data)):
             return
         out = conn._out
-        wire = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        if not self._transport_closing:
-            self._transport.write(wire)  # type: ignore[union-attr]
+        if len(out) == 1 and not self._transport_closing:
+            self._transport.write(out.pop())  # type: ignore[union-attr]
+        else:
+            self._write_out()
         if self._write_paused:
             await self._drain()
 
@@ -442,10 +442,10 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         if self._queue and not self._write_paused and self._coalesce(len(data)):
             return
         out = conn._out
-        wire = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        if not self._transport_closing:
-            self._transport.write(wire)  # type: ignore[union-attr]
+        if len(out) == 1 and not self._transport_closing:
+            self._transport.write(out.pop())  # type: ignore[union-attr]
+        else:
+            self._write_out()
         if self._write_paused:
             await self._drain()
 
