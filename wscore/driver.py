@@ -166,10 +166,6 @@ class IOBackend:
         """Sleep until cancelled."""
         raise NotImplementedError
 
-    async def checkpoint(self) -> None:
-        """Let the other tasks run (and a pending cancellation arrive)."""
-        raise NotImplementedError
-
     def call_soon(self, fn: Callable[[], object]) -> None:
         """Call `fn()` once the running task lets the event loop run (needed with `push_source`)."""
         raise NotImplementedError

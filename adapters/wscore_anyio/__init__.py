@@ -27,7 +27,6 @@ from typing import Any, cast
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSListener, TLSStream
 
@@ -126,9 +125,6 @@ class _AnyioIO(IOBackend):
 
     async def sleep_forever(self) -> None:
         await anyio.sleep_forever()
-
-    async def checkpoint(self) -> None:
-        await anyio.lowlevel.checkpoint()
 
     async def receive(self, stream: anyio.abc.ByteStream) -> bytes:
         try:

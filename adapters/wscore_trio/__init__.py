@@ -214,9 +214,6 @@ class _TrioIO(IOBackend):
     async def aclose(self, stream: trio.abc.Stream) -> None:
         await trio.aclose_forcefully(stream)
 
-    async def checkpoint(self) -> None:
-        await trio.lowlevel.checkpoint()
-
     def waiter(self) -> EventLike:
         return _Waiter()
 
