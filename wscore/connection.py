@@ -55,6 +55,9 @@ _new_message = tuple.__new__
 # receive_data's fast path: frames up to this size; bigger ones go to _parse, which copies large
 # payloads once and decodes large text straight from the buffer.
 _SMALL: Final = 4095
+# A frame at least this big that spans reads is gathered in parts (copied out of each read once, or
+# decoded straight from it), not appended to the receive buffer and copied out again.
+_BIG: Final = 64 * 1024
 _BAD_UTF8: Final = "text message is not valid UTF-8 (RFC 6455 §8.1)"
 _NO_LIMIT: Final = 1 << 64  # above any frame length (§5.2 caps it at 2**63 - 1)
 # A server's small message is a cached 2-byte header (FIN + opcode, length) and one concatenation.
@@ -143,6 +146,16 @@ class Connection:
         # Fail-fast UTF-8 check of a text frame that has only partly arrived.
         self._probe_checked = 0
         self._probe: codecs.IncrementalDecoder | None = None
+        # A frame of _BIG bytes or more that spans reads (see _start_big): payload bytes still to come
+        # (0: none), its first byte, masking key and offset, and its parts so far: bytes, or for a whole
+        # text message str decoded as it arrives; the decoder checks (or decodes) text as it comes.
+        self._big_left = 0
+        self._big_b0 = 0
+        self._big_key: bytes | None = None
+        self._big_off = 0
+        self._big_parts: list[bytes] = []
+        self._big_text: list[str] | None = None
+        self._big_utf8: codecs.IncrementalDecoder | None = None
         # The message being sent in fragments: its opcode (0 when none) and whether it is compressed.
         self._send_opcode = 0
         self._send_compressed = False
@@ -209,7 +222,7 @@ class Connection:
         else:
             self._now = now
         self._last_recv = now
-        if self._state is _OPEN and not self._buf and not self._msg_opcode:
+        if self._state is _OPEN and not self._buf and not self._msg_opcode and not self._big_left:
             # The fast path: a read that starts with whole, unfragmented, uncompressed data frames of
             # up to _SMALL bytes (one message in flight, or a pipelined batch) costs a few operations
             # a frame. Anything else (a control frame, a fragment, a partial or bigger frame, a bad
@@ -270,14 +283,132 @@ class Connection:
             return
         if self._close_received:
             return
-        buf = self._buf
-        if buf:
-            buf += data
-            data = buf
         try:
+            if self._buf or self._big_left:
+                data = self._complete_pending(data)
+                if not data or self._close_received:
+                    return
+                if self._state is _OPEN and not self._msg_opcode:
+                    self.receive_data(data)  # the rest, on the fast path
+                    return
             self._parse(data)
         except ProtocolError as exc:
             self._fail(exc)
+
+    def _complete_pending(self, data: bytes | bytearray | memoryview) -> memoryview:
+        """Finish the frame that spans reads with the start of `data`; return the rest of `data`.
+
+        Only the bytes the buffered frame still needs are appended to the buffer (what follows it is
+        parsed straight from the read), and a big frame's payload is gathered in parts.
+        """
+        view = memoryview(data)
+        buf = self._buf
+        try:
+            while view:
+                if self._big_left:
+                    view = view[self._feed_big(view) :]
+                    continue
+                if not buf:
+                    break
+                need = self._buffered_need()
+                buf += view[:need]
+                view = view[need:]
+                self._parse(buf)
+                if self._close_received:
+                    break
+        except ProtocolError:
+            view.release()  # the traceback keeps this frame: it must not keep the caller's buffer exported
+            raise
+        return view
+
+    def _buffered_need(self) -> int:
+        """How many more bytes the frame at the start of the buffer needs (to complete its header, if
+        that is not whole yet). The header's validity is _parse's to check."""
+        buf = self._buf
+        n = len(buf)
+        if n < 2:
+            return 2 - n
+        length = buf[1] & 0x7F
+        hlen = (2 if length < 126 else 4 if length == 126 else 10) + (4 if self._expect_mask else 0)
+        if n < hlen:
+            return hlen - n
+        if length == 126:
+            length = (buf[2] << 8) | buf[3]
+        elif length == 127:
+            length = int.from_bytes(buf[2:10], "big")
+        return max(hlen + length - n, 1)
+
+    def _start_big(self, data: bytes | bytearray | memoryview, b0: int, start: int, length: int) -> None:
+        """Gather a data frame of _BIG bytes or more that is not all in `data`; its payload so far is
+        `data[start:]` (the header is checked)."""
+        opcode = b0 & 0x0F
+        self._big_b0 = b0
+        self._big_left = length
+        self._big_key = bytes(data[start - 4 : start]) if self._expect_mask else None
+        self._big_off = 0
+        self._big_parts = []
+        self._big_text = None
+        self._big_utf8 = None
+        text_frame = opcode == 1 or (opcode == 0 and self._msg_opcode == 1)
+        if text_frame and not (self._msg_compressed or b0 & 0x40):
+            # Text, checked as it arrives to fail early (RFC 6455 §8.1); a whole message is decoded
+            # as it arrives, a fragment only checked (it is decoded with its message).
+            self._big_utf8 = _Utf8Decoder()
+            if opcode == 0:
+                self._big_utf8.setstate(self._utf8.getstate())
+            elif b0 & 0x80 and not self._fragments:
+                self._big_text = []
+        self._feed_big(memoryview(data)[start:])
+
+    def _feed_big(self, view: memoryview) -> int:
+        """Take the next bytes of the big frame from `view`; returns how many it took."""
+        take = min(len(view), self._big_left)
+        if not take:
+            return 0
+        piece = view[:take]
+        key = self._big_key
+        if key is not None:
+            offset = self._big_off & 3
+            chunk: bytes | memoryview = mask(piece, key[offset:] + key[:offset])
+        elif self._big_text is None:
+            chunk = bytes(piece)
+        else:
+            chunk = piece  # decoded below, straight from the read
+        self._big_off += take
+        left = self._big_left = self._big_left - take
+        utf8 = self._big_utf8
+        if utf8 is not None:
+            try:
+                text: str | None = utf8.decode(chunk, not left and self._big_text is not None)
+            except UnicodeDecodeError:
+                text = None
+            if text is None:
+                # Raised here, not in the except clause, and with the view released: nothing that
+                # outlives this call (the error's context or traceback) keeps the caller's buffer.
+                piece.release()
+                raise ProtocolError(_BAD_UTF8, 1007)
+            if self._big_text is not None:
+                self._big_text.append(text)
+        if self._big_text is None:
+            self._big_parts.append(chunk)  # type: ignore[arg-type]  # bytes: a view only for text
+        if not left:
+            self._finish_big()
+        return take
+
+    def _finish_big(self) -> None:
+        b0 = self._big_b0
+        text = self._big_text
+        parts = self._big_parts
+        self._big_parts = []
+        self._big_text = self._big_utf8 = self._big_key = None
+        if text is not None:
+            self._events.append(_new_message(WSMessage, (_TEXT, "".join(text), None)))
+            return
+        payload = parts[0] if len(parts) == 1 else b"".join(parts)
+        if b0 == 0x82 and not self._fragments:
+            self._events.append(_new_message(WSMessage, (_BINARY, payload, None)))
+        else:
+            self._data_frame(b0 & 0x0F, payload, b0)
 
     def _parse(self, data: bytes | bytearray | memoryview, pos: int = 0) -> None:
         # The hot path: everything read more than once per frame is a local, and a whole,
@@ -356,6 +487,10 @@ class Connection:
             start = pos + hlen
             end = start + length
             if end > n:
+                if length >= _BIG and start <= n:  # the header is whole, the masking key included
+                    self._start_big(data, b0, start, length)
+                    pos = n
+                    break
                 if length and (opcode == 1 or (opcode == 0 and self._msg_opcode == 1)):
                     self._probe_partial_text(data, pos, hlen, n)
                 break
@@ -590,6 +725,9 @@ class Connection:
 
     def _set_closed(self) -> None:
         self._state = _CLOSED
+        self._big_left = 0
+        self._big_parts = []
+        self._big_text = self._big_utf8 = None
         self._ping_sent_at = None
         self._events.append(CLOSED_MESSAGE)
         if self.client:

@@ -1,11 +1,13 @@
-"""`receive_data`'s fast path and the inlined small-frame senders give what the general code gives.
+"""`receive_data`'s fast paths and the inlined small-frame senders give what the general code gives.
 
 A read that starts with whole, unfragmented, uncompressed data frames of up to 4095 bytes is parsed by
 a short loop in `receive_data`; the first frame it does not take (a control frame, a fragment, a
-partial or bigger frame, a bad header) goes to `_parse`. Reads may be `bytes` or a `memoryview` of a
-buffer the caller reuses (what `wscore_asyncio` passes), and are never kept. The oracle for every
-case is the general parser: the same stream fed one byte at a time, which holds no whole frame, so
-only `_parse` ever reads a frame of it.
+partial or bigger frame, a bad header) goes to `_parse`. A frame that spans reads is completed with
+only the bytes it still needs (the rest of the read is parsed as it is), and one of 64 KiB or more is
+gathered in parts. Reads may be `bytes` or a `memoryview` of a buffer the caller reuses (what
+`wscore_asyncio` passes), and are never kept. The oracles: the same stream fed one byte at a time
+(no whole frame in any read: only `_parse` reads frames, through the buffer) or all in one read (no
+frame spans reads).
 """
 
 from __future__ import annotations
@@ -189,7 +191,26 @@ def test_after_a_close_frame_nothing_is_parsed() -> None:
     assert code is None
 
 
-frames_strategy = st.lists(
+def stream_of(client: bool, frames: list[tuple[int, int]], bad_at: int | None = None) -> bytes:
+    """Frames as (opcode, size); opcode -1 is a text message in two fragments. Text is ASCII and
+    multi-byte characters, with an invalid byte at `bad_at` of the last text payload if given."""
+    parts = []
+    for opcode, size in frames:
+        payload = bytes((i * 7) % 128 for i in range(size))
+        if opcode in (1, -1):
+            payload = ("aé€😀" * (size // 10 + 1)).encode()[:size]
+            payload = payload.decode("utf-8", "ignore").encode().ljust(size, b"x")
+        if bad_at is not None and opcode in (1, -1) and size:
+            payload = payload[: bad_at % size] + b"\xff" + payload[bad_at % size + 1 :]
+        if opcode == -1:
+            parts.append(frame_for(client, 1, payload[: size // 2], fin=False))
+            parts.append(frame_for(client, 0, payload[size // 2 :]))
+        else:
+            parts.append(frame_for(client, opcode, payload))
+    return b"".join(parts)
+
+
+SMALL_FRAMES = st.lists(
     st.one_of(
         st.tuples(st.sampled_from([1, 2]), st.sampled_from([0, 1, 5, 125, 126, 300, 4095, 4096, 5000])),
         st.tuples(st.just(9), st.integers(0, 125)),  # ping
@@ -197,26 +218,70 @@ frames_strategy = st.lists(
     ),
     max_size=12,
 )
+BIG_FRAMES = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from([1, 2]), st.sampled_from([10, 4095, 65535, 65536, 70000, 200_000])),
+        st.tuples(st.just(9), st.integers(0, 125)),
+        st.tuples(st.just(-1), st.sampled_from([300, 140_000])),
+    ),
+    max_size=6,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(client=st.booleans(), frames=frames_strategy, cuts=st.lists(st.integers(0, 30000), max_size=6))
+@given(client=st.booleans(), frames=SMALL_FRAMES, cuts=st.lists(st.integers(0, 30000), max_size=6))
 def test_every_stream_and_every_cut_reads_as_the_general_parser_reads_it(
     client: bool, frames: list[tuple[int, int]], cuts: list[int]
 ) -> None:
-    parts = []
-    for opcode, size in frames:
-        payload = bytes((i * 7) % 128 for i in range(size))  # ASCII, so valid text too
-        if opcode == -1:
-            parts.append(frame_for(client, 1, payload[: size // 2], fin=False))
-            parts.append(frame_for(client, 0, payload[size // 2 :]))
-        else:
-            parts.append(frame_for(client, opcode, payload))
-    stream = b"".join(parts)
+    stream = stream_of(client, frames)
     expected = feed_general(stream, client)
     pieces = split_at(stream, cuts)
     assert feed_bytes(pieces, client) == expected
     assert feed_views(pieces, client) == expected
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    client=st.booleans(),
+    frames=BIG_FRAMES,
+    cuts=st.lists(st.integers(0, 600_000), max_size=8),
+    bad_at=st.none() | st.integers(0, 200_000),
+)
+def test_big_frames_across_reads_read_as_one_read_reads_them(
+    client: bool, frames: list[tuple[int, int]], cuts: list[int], bad_at: int | None
+) -> None:
+    """Big frames (and bad UTF-8 in them) cut anywhere, as bytes and through a reused 64 KiB buffer,
+    give the events of the whole stream read at once."""
+    stream = stream_of(client, frames, bad_at)
+    expected = feed_bytes([stream], client)
+    pieces = split_at(stream, cuts)
+    assert feed_bytes(pieces, client) == expected
+    assert feed_views(pieces, client) == expected
+    pieces = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+    assert feed_views(pieces, client) == expected
+
+
+@pytest.mark.parametrize("client", [True, False], ids=["client", "server"])
+def test_bad_text_in_a_big_frame_fails_before_the_frame_is_complete(client: bool) -> None:
+    """RFC 6455 §8.1 fail-fast: the invalid byte in the first read of a 1 MB text frame ends the
+    connection with 1007 then, not when the last byte arrives."""
+    frame = frame_for(client, 1, b"a" * 1000 + b"\xff" + b"a" * 1_000_000)
+    conn = Connection(client=client)
+    conn.receive_data(frame[:2000])
+    assert error_of(conn) == 1007
+
+
+@pytest.mark.parametrize("client", [True, False], ids=["client", "server"])
+def test_a_callers_bytearray_can_be_resized_after_a_failure(client: bool) -> None:
+    """No view of the read outlives receive_data, not even through the failure's traceback."""
+    frame = frame_for(client, 1, b"a" * 100_000 + b"\xc3\x28" + b"a" * 100_000)
+    conn = Connection(client=client)
+    conn.receive_data(bytearray(frame[:50_000]))
+    data = bytearray(frame[50_000:150_000])
+    conn.receive_data(data)
+    assert conn.close_code == 1007
+    data.extend(b"more")  # a live export would make this a BufferError
+    assert [e.type for e in conn.events()][-2:] == [WSMsgType.ERROR, WSMsgType.CLOSED]
 
 
 # -- sending ----------------------------------------------------------------------------------------
