@@ -754,21 +754,7 @@ class Connection:
             and not self._close_sent
             and (self._state is _OPEN or self._state is _CLOSING)
         ):
-            payload = data.encode("utf-8")
-            n = len(payload)
-            if self.client:
-                if n >= 65536:
-                    self._out.append(encode_frame(1, payload, masked=True))
-                else:
-                    key = frames.mask_keys.next()
-                    header = _pack_key(0x81, 0x80 | n, key) if n < 126 else _pack_h_key(0x81, 0xFE, n, key)
-                    self._out.append(masked_frame(header, payload, key))
-            elif n < 126:
-                self._out.append(_TEXT_HEADERS[n] + payload)
-            elif n < 65536:
-                self._out.append(_pack_h(0x81, 126, n) + payload)
-            else:
-                self._out.append(_pack_q(0x81, 127, n) + payload)
+            self._frame_whole(0x81, _TEXT_HEADERS, data.encode("utf-8"))
             return
         self._send_data(1, data.encode("utf-8"), fin, compress)
 
@@ -789,22 +775,26 @@ class Connection:
         ):
             if type(data) is not bytes:
                 data = bytes(data)  # a copy the caller cannot change; len() of a view may count items
-            n = len(data)
-            if self.client:
-                if n >= 65536:
-                    self._out.append(encode_frame(2, data, masked=True))
-                else:
-                    key = frames.mask_keys.next()
-                    header = _pack_key(0x82, 0x80 | n, key) if n < 126 else _pack_h_key(0x82, 0xFE, n, key)
-                    self._out.append(masked_frame(header, data, key))
-            elif n < 126:
-                self._out.append(_BINARY_HEADERS[n] + data)
-            elif n < 65536:
-                self._out.append(_pack_h(0x82, 126, n) + data)
-            else:
-                self._out.append(_pack_q(0x82, 127, n) + data)
+            self._frame_whole(0x82, _BINARY_HEADERS, data)
             return
         self._send_data(2, bytes(data), fin, compress)
+
+    def _frame_whole(self, b0: int, small_headers: list[bytes], payload: bytes) -> None:
+        """The send fast path: frame a whole, uncompressed message (FIN and opcode in `b0`) inline."""
+        n = len(payload)
+        if self.client:
+            if n >= 65536:
+                self._out.append(encode_frame(b0 & 0x0F, payload, masked=True))
+            else:
+                key = frames.mask_keys.next()
+                header = _pack_key(b0, 0x80 | n, key) if n < 126 else _pack_h_key(b0, 0xFE, n, key)
+                self._out.append(masked_frame(header, payload, key))
+        elif n < 126:
+            self._out.append(small_headers[n] + payload)
+        elif n < 65536:
+            self._out.append(_pack_h(b0, 126, n) + payload)
+        else:
+            self._out.append(_pack_q(b0, 127, n) + payload)
 
     def _send_data(self, opcode: int, payload: bytes, fin: bool, compress: bool | None) -> None:
         self._check_can_send()

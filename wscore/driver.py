@@ -413,12 +413,7 @@ class StreamWebSocket(WebSocketBase):
             self._conn.send_text(data)
         else:
             self._conn.send_text(data, compress=compress_flag(compress))
-        if self._transport is not None:
-            self._push_out()
-            if self._write_paused:
-                await self._wait_drain()
-        else:
-            await self._send()
+        await self._send()
 
     async def send_bytes(
         self, data: bytes | bytearray | memoryview, compress: bool | int | None = None
@@ -430,12 +425,7 @@ class StreamWebSocket(WebSocketBase):
             self._conn.send_bytes(data)
         else:
             self._conn.send_bytes(data, compress=compress_flag(compress))
-        if self._transport is not None:
-            self._push_out()
-            if self._write_paused:
-                await self._wait_drain()
-        else:
-            await self._send()
+        await self._send()
 
     async def send_frame(
         self, message: bytes | bytearray | memoryview, opcode: int, compress: bool | int | None = None

@@ -158,14 +158,7 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
             self._transport.write(conn.data_to_send())  # type: ignore[union-attr]
         events = conn._events
         if events:
-            if not self._closing:  # else: like aiohttp's close(), drop what still arrives
-                queue = self._queue
-                queue.extend(events)
-                waiter = self._waiter
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
-                if len(queue) >= self._max_queue and not self._read_paused:
-                    self._pause_reading()
+            self._dispatch(events)
             events.clear()
         if conn._state is not _OPEN:
             self._sync()
