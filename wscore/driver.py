@@ -528,6 +528,11 @@ class StreamWebSocket(WebSocketBase):
             self._push_out()
             if self._write_paused:
                 await self._wait_drain()
+                if self._transport_closed:
+                    # What was waiting in the transport's buffer is lost with it: say so, as the
+                    # pulled path and wscore_asyncio do.
+                    conn = self._conn
+                    raise ConnectionClosed(conn.close_code or 1006, conn.close_reason or "connection lost")
             return
         if (
             self._sender is not None
