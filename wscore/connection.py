@@ -598,6 +598,9 @@ class Connection:
         if self._msg_compressed:
             assert self.deflate is not None
             limit = None if self._max_message is None else self._max_message - self._msg_size
+            if not fin and not self._fragments:
+                self._inflated_fragment(self.deflate.decompress_parts(payload, fin, limit))
+                return
             payload = self.deflate.decompress(payload, fin, limit)
         self._msg_size += len(payload)
         text = self._msg_opcode == 1
@@ -630,6 +633,25 @@ class Connection:
             self._msg_opcode = 0
             self._msg_size = 0
             self._msg_compressed = False
+
+    def _inflated_fragment(self, pieces: list[bytes]) -> None:
+        """Keep a compressed message's non-final fragment as the inflation steps' outputs: joined, a
+        fragment that inflates to just under the limit would be held twice for a moment."""
+        pieces.reverse()  # consumed from the end, so that each piece is freed once kept
+        if self._msg_opcode == 1:
+            while pieces:
+                piece = pieces.pop()
+                self._msg_size += len(piece)
+                try:
+                    chunk = self._utf8.decode(piece, False)
+                except UnicodeDecodeError:
+                    raise ProtocolError("text message is not valid UTF-8 (RFC 6455 §8.1)", 1007) from None
+                _add_part(self._msg_text, chunk)
+        else:
+            while pieces:
+                piece = pieces.pop()
+                self._msg_size += len(piece)
+                _add_part(self._msg_parts, piece)
 
     def _control_frame(self, opcode: int, payload: bytes) -> None:
         if opcode == frames.OP_PING:

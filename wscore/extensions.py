@@ -206,6 +206,12 @@ class PerMessageDeflate:
         Past `max_size`, `MessageTooBig` is raised having held at most `max_size` bytes of output plus
         a step (16 KiB), however much the frame would inflate to.
         """
+        pieces = self.decompress_parts(data, fin, max_size)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def decompress_parts(self, data: bytes, fin: bool, max_size: int | None) -> list[bytes]:
+        """`decompress`, as the inflation steps' outputs (for a caller that keeps a message in parts,
+        so that one fragment's output is never held twice, as the parts and joined)."""
         decomp = self._decompressor
         if decomp is None:
             decomp = self._decompressor = zlib.decompressobj(-max(9, self.remote_max_window_bits))
@@ -214,15 +220,16 @@ class PerMessageDeflate:
                 out = decomp.decompress(data)
                 if fin:
                     out += decomp.decompress(_TAIL)
+                pieces = [out]
             else:
-                out = _inflate(decomp, data, fin, max_size)
+                pieces = _inflate(decomp, data, fin, max_size)
         except zlib.error as exc:
             raise ProtocolError(f"invalid deflate data: {exc} (RFC 7692 §7.2.2)") from None
         # A block with BFINAL set (RFC 7692 §7.2.3.4) ends the deflate stream: zlib would ignore
         # everything after it, so the next message starts a new stream.
         if fin and (self.remote_no_context_takeover or decomp.eof):
             self._decompressor = None
-        return out
+        return pieces
 
     def reset_decompressor(self) -> None:
         """Drop the inflate state, e.g. after a message was rejected mid-way."""
@@ -249,7 +256,7 @@ class PerMessageDeflate:
         return f"PerMessageDeflate({serialize_extensions([('', self.response_params(server=True))])})"
 
 
-def _inflate(decomp: zlib._Decompress, data: bytes, fin: bool, max_size: int) -> bytes:
+def _inflate(decomp: zlib._Decompress, data: bytes, fin: bool, max_size: int) -> list[bytes]:
     """Inflate `data` (and the §7.2.2 tail if `fin`) into at most `max_size` bytes, else MessageTooBig.
 
     In and out in steps of at most `_STEP` bytes: zlib's output for a bounded call is built in blocks
@@ -279,7 +286,7 @@ def _inflate(decomp: zlib._Decompress, data: bytes, fin: bool, max_size: int) ->
                 break  # all of `chunk` is consumed and nothing is pending
             # A full step: input left over, or output still pending inside zlib.
             chunk = decomp.unconsumed_tail
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    return pieces
 
 
 _KNOWN = frozenset(

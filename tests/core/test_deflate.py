@@ -298,6 +298,36 @@ class TestRsv1:
         assert [e.data for e in conn.events()] == ["Grüße " * 50]
 
     @ROLES
+    @pytest.mark.parametrize("opcode", [0x1, 0x2])
+    def test_fragments_that_inflate_over_many_steps(self, client: bool, opcode: int) -> None:
+        """Fragments whose output spans several 16 KiB inflation steps are kept step by step (a
+        2- or 3-byte character cut between steps and between fragments included), under a limit."""
+        conn = open_connection(client, WSConfig(max_message_size=1_000_000), deflate=PerMessageDeflate())
+        text = "".join(f"{i}:Grüße €𝄞 " for i in range(20_000))
+        raw = text.encode()
+        data = deflated(raw)
+        cut = len(data) // 3
+        parts = [data[:cut], data[cut : 2 * cut], data[2 * cut :]]
+        conn.receive_data(
+            b"".join(
+                peer_frame(conn, opcode if i == 0 else 0x0, part, fin=i == 2, rsv1=i == 0)
+                for i, part in enumerate(parts)
+            )
+        )
+        (event,) = conn.events()
+        assert event.data == (text if opcode == 0x1 else raw)
+
+    @ROLES
+    def test_fragments_over_the_limit_fail_with_1009(self, client: bool) -> None:
+        conn = open_connection(client, WSConfig(max_message_size=100_000), deflate=PerMessageDeflate())
+        data = deflated(b"x" * 300_000)
+        half = len(data) // 2
+        conn.receive_data(
+            peer_frame(conn, 0x2, data[:half], fin=False, rsv1=True) + peer_frame(conn, 0x0, data[half:])
+        )
+        assert error_of(conn) == 1009
+
+    @ROLES
     def test_compressed_fragments_in_fragment_mode(self, client: bool) -> None:
         conn = open_connection(client, WSConfig(fragments=True), deflate=PerMessageDeflate())
         data = deflated(b"x" * 1000)
