@@ -131,7 +131,7 @@ async def test_server_drops_a_handshake_that_outlasts_open_timeout(
                     for byte in to_send:
                         await stream.send(bytes([byte]))
                         sent += 1
-                        await anyio.sleep(PACE)  # the hostile pace is the behaviour under test
+                        await anyio.sleep(PACE)  # sleep-ok: the hostile pace is the behaviour under test
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
                     pass  # the server has dropped us
 
@@ -195,7 +195,7 @@ async def raw_server(behaviour: str, response_headers: Sequence[tuple[str, str]]
                 if behaviour == "slow":
                     for byte in head + b"\r\n":
                         await stream.send(bytes([byte]))
-                        await anyio.sleep(PACE)  # the hostile pace is the behaviour under test
+                        await anyio.sleep(PACE)  # sleep-ok: the hostile pace is the behaviour under test
                 elif behaviour == "headers":
                     await stream.send(head + extra + b"\r\n")
                 elif behaviour == "endless":
