@@ -411,14 +411,7 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
             conn.send_text(data)
         else:
             conn.send_text(data, compress=compress_flag(compress))
-        if self._queue and not self._write_paused and self._coalesce(len(data)):
-            return
-        out = conn._out
-        if len(out) == 1 and not self._transport_closing:
-            self._transport.write(out.pop())  # type: ignore[union-attr]
-        else:
-            self._write_out()
-        if self._write_paused:
+        if self._write_sent(len(data)):
             await self._drain()
 
     async def send_bytes(
@@ -432,15 +425,20 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
             conn.send_bytes(data)
         else:
             conn.send_bytes(data, compress=compress_flag(compress))
-        if self._queue and not self._write_paused and self._coalesce(len(data)):
-            return
-        out = conn._out
+        if self._write_sent(len(data)):
+            await self._drain()
+
+    def _write_sent(self, size: int) -> bool:
+        """Write (or hold, see `_coalesce`) the frame a send just queued in the core; True when the
+        caller must then wait for the transport to drain."""
+        if self._queue and not self._write_paused and self._coalesce(size):
+            return False
+        out = self._conn._out
         if len(out) == 1 and not self._transport_closing:
             self._transport.write(out.pop())  # type: ignore[union-attr]
         else:
             self._write_out()
-        if self._write_paused:
-            await self._drain()
+        return self._write_paused
 
     def _coalesce(self, size: int) -> bool:
         """Whether a send just queued in the core may wait for the next write, with the ones before it.
