@@ -80,7 +80,7 @@ class ClientConnection(Connection):
         except h11.LocalProtocolError as exc:
             raise ValueError(f"invalid request: {exc}") from None
         self.request_headers: Headers = headers
-        self._out.append(self._h11.send(request) + self._h11.send(h11.EndOfMessage()))
+        self.pending_output.append(self._h11.send(request) + self._h11.send(h11.EndOfMessage()))
 
     def _refuse(self, reason: str, status: int | None = None, headers: Headers | None = None) -> None:
         exc = HandshakeError(
@@ -90,7 +90,7 @@ class ClientConnection(Connection):
             body=bytes(self._refusal_body),
         )
         self.exception = exc
-        self._state = State.CLOSED
+        self.state = State.CLOSED
         self.close_transport = True
         raise exc
 
@@ -100,7 +100,7 @@ class ClientConnection(Connection):
             # As the server does: h11 parses a complete head whatever its size, so it gets slices one
             # byte over our limit, and a longer head fails as incomplete, unparsed.
             for start in range(0, len(data), limit):
-                if self._state is not State.CONNECTING:
+                if self.state is not State.CONNECTING:
                     self.receive_data(data[start:])  # the frames right behind the 101
                     return
                 self._receive_handshake_data(data[start : start + limit])

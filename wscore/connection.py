@@ -93,6 +93,13 @@ class Connection:
     Create a `ClientConnection` or `ServerConnection` to include the HTTP upgrade; create this class
     directly to start in the OPEN state after someone else's handshake (`client` says our role,
     `deflate` and `subprotocol` what was negotiated).
+
+    The driver fast path (public, and held to by `tests/core/test_fast_path.py`): after a call such as
+    `receive_data()`, a driver may read `state`, `pending_output` and `pending_events` directly instead
+    of calling `data_to_send()` and `events()`, to spend no call on a read that produced nothing. A
+    driver that reads `pending_events` must empty that list in place (`.clear()`) once it has taken
+    the events; one that reads `pending_output` takes its bytes with `data_to_send()` (or pops a lone
+    frame). Nothing else of the object may be written from outside.
     """
 
     def __init__(
@@ -120,10 +127,14 @@ class Connection:
         """True when the connection was dropped (1006, e.g. a close or pong timeout): close TCP at
         once instead of flushing first, so `close()` stays within the close timeout."""
 
-        self._state = _state
+        self.state: State = _state
+        """CONNECTING, OPEN, CLOSING or CLOSED (read-only: a plain attribute so that drivers read it
+        without a call)."""
         self._buf = bytearray()
-        self._events: list[WSMessage] = []
-        self._out: list[bytes] = []
+        self.pending_events: list[WSMessage] = []
+        """The events not yet taken, oldest first (the driver fast path; see the class docstring)."""
+        self.pending_output: list[bytes] = []
+        """The byte strings not yet taken for writing, in order (the driver fast path)."""
         self._expect_mask = 0 if client else 0x80
         self._autoping = self.config.autoping
         self._max_message = self.config.max_message_size
@@ -179,14 +190,9 @@ class Connection:
     # -- reading the state -------------------------------------------------------------------
 
     @property
-    def state(self) -> State:
-        """CONNECTING, OPEN, CLOSING or CLOSED."""
-        return self._state
-
-    @property
     def closed(self) -> bool:
         """True once the connection is CLOSED."""
-        return self._state is _CLOSED
+        return self.state is _CLOSED
 
     @property
     def close_sent(self) -> bool:
@@ -195,17 +201,17 @@ class Connection:
 
     def events(self) -> list[WSMessage]:
         """Take the events produced since the last call, oldest first."""
-        events = self._events
+        events = self.pending_events
         if events:
-            self._events = []
+            self.pending_events = []
         return events
 
     def data_to_send(self) -> bytes:
         """Take the bytes to write to the transport, in order."""
-        out = self._out
+        out = self.pending_output
         if not out:
             return b""
-        self._out = []
+        self.pending_output = []
         return out[0] if len(out) == 1 else b"".join(out)
 
     # -- input: bytes ------------------------------------------------------------------------
@@ -222,7 +228,7 @@ class Connection:
         else:
             self._now = now
         self._last_recv = now
-        if self._state is _OPEN and not self._buf and not self._msg_opcode and not self._big_left:
+        if self.state is _OPEN and not self._buf and not self._msg_opcode and not self._big_left:
             # The fast path: a read that starts with whole, unfragmented, uncompressed data frames of
             # up to _SMALL bytes (one message in flight, or a pipelined batch) costs a few operations
             # a frame. Anything else (a control frame, a fragment, a partial or bigger frame, a bad
@@ -233,7 +239,7 @@ class Connection:
             hlen = 6 if mask_bit else 2
             limit = self._small_limit
             copy = type(data) is not bytes  # a slice of a bytearray or a view is not a bytes copy
-            append = self._events.append
+            append = self.pending_events.append
             try:
                 while n - pos >= 2:
                     b0 = data[pos]
@@ -275,7 +281,7 @@ class Connection:
             except ProtocolError as exc:
                 self._fail(exc)
             return
-        state = self._state
+        state = self.state
         if state is not _OPEN and state is not _CLOSING:
             if state is _CONNECTING and data:  # h11 would take an empty read for EOF
                 self._receive_handshake_data(bytes(data))
@@ -288,7 +294,7 @@ class Connection:
                 data = self._complete_pending(data)
                 if not data or self._close_received:
                     return
-                if self._state is _OPEN and not self._msg_opcode:
+                if self.state is _OPEN and not self._msg_opcode:
                     self.receive_data(data)  # the rest, on the fast path
                     return
             self._parse(data)
@@ -402,18 +408,18 @@ class Connection:
         self._big_parts = []
         self._big_text = self._big_utf8 = self._big_key = None
         if text is not None:
-            self._events.append(_new_message(WSMessage, (_TEXT, "".join(text), None)))
+            self.pending_events.append(_new_message(WSMessage, (_TEXT, "".join(text), None)))
             return
         payload = parts[0] if len(parts) == 1 else b"".join(parts)
         if b0 == 0x82 and not self._fragments:
-            self._events.append(_new_message(WSMessage, (_BINARY, payload, None)))
+            self.pending_events.append(_new_message(WSMessage, (_BINARY, payload, None)))
         else:
             self._data_frame(b0 & 0x0F, payload, b0)
 
     def _parse(self, data: bytes | bytearray | memoryview, pos: int = 0) -> None:
         # The hot path: everything read more than once per frame is a local, and a whole,
         # uncompressed message in one frame costs one slice (or one unmask) and one tuple.
-        append = self._events.append
+        append = self.pending_events.append
         expect_mask = self._expect_mask
         max_frame = self._max_frame
         if max_frame is None:
@@ -611,22 +617,22 @@ class Connection:
                 raise ProtocolError("text message is not valid UTF-8 (RFC 6455 §8.1)", 1007) from None
             if self._fragments:
                 msg_type = _TEXT if opcode else _CONTINUATION
-                self._events.append(WSMessage(msg_type, chunk, fin))
+                self.pending_events.append(WSMessage(msg_type, chunk, fin))
             elif fin:
                 self._msg_text.append(chunk)
-                self._events.append(WSMessage(_TEXT, "".join(self._msg_text), None))
+                self.pending_events.append(WSMessage(_TEXT, "".join(self._msg_text), None))
                 self._msg_text = []
             else:
                 _add_part(self._msg_text, chunk)
         elif self._fragments:
             msg_type = _BINARY if opcode else _CONTINUATION
-            self._events.append(WSMessage(msg_type, payload, fin))
+            self.pending_events.append(WSMessage(msg_type, payload, fin))
         elif fin:
             if self._msg_parts:
                 self._msg_parts.append(payload)
                 payload = b"".join(self._msg_parts)
                 self._msg_parts = []
-            self._events.append(WSMessage(_BINARY, payload, None))
+            self.pending_events.append(WSMessage(_BINARY, payload, None))
         else:
             _add_part(self._msg_parts, payload)
         if fin:
@@ -659,10 +665,10 @@ class Connection:
                 if not self._close_sent:
                     self._queue_pong(encode_frame(frames.OP_PONG, payload, masked=self.client))
             else:
-                self._events.append(WSMessage(WSMsgType.PING, payload, None))
+                self.pending_events.append(WSMessage(WSMsgType.PING, payload, None))
         elif opcode == frames.OP_PONG:
             if not self._autoping:
-                self._events.append(WSMessage(WSMsgType.PONG, payload, None))
+                self.pending_events.append(WSMessage(WSMsgType.PONG, payload, None))
         else:
             code, reason = frames.parse_close_payload(payload)
             self._close_received = True
@@ -673,20 +679,20 @@ class Connection:
                 # Our close is answered: the handshake is complete; keep the code we learned.
                 self.close_code = code
                 self.close_reason = reason
-                self._events.append(WSMessage(WSMsgType.CLOSE, code, reason))
+                self.pending_events.append(WSMessage(WSMsgType.CLOSE, code, reason))
                 self._set_closed()
                 return
             self.close_code = code
             self.close_reason = reason
-            self._events.append(WSMessage(WSMsgType.CLOSE, code, reason))
+            self.pending_events.append(WSMessage(WSMsgType.CLOSE, code, reason))
             if self.config.autoclose:
                 self._send_close(None if code == 1005 else code, "")
                 self._set_closed()
             else:
-                self._state = _CLOSING
+                self.state = _CLOSING
 
     def _queue_pong(self, pong: bytes) -> None:
-        out = self._out
+        out = self.pending_output
         if out and out[-1] is self._last_pong:  # our last pong is still queued, at the end
             if self._pongs_queued >= _MAX_QUEUED_PONGS:
                 # A ping flood that nobody drains: RFC 6455 §5.5.3 lets us answer only the most
@@ -704,10 +710,10 @@ class Connection:
     def receive_eof(self) -> None:
         """The transport reached EOF (or dropped). Without a completed close handshake: code 1006."""
         self.close_transport = True
-        if self._state is _CLOSED:
+        if self.state is _CLOSED:
             self._close_deadline = None
             return
-        if self._state is _CONNECTING:
+        if self.state is _CONNECTING:
             self._handshake_eof()
             return
         reason = "TCP connection closed without a close frame (RFC 6455 §7.1.5)"
@@ -729,7 +735,7 @@ class Connection:
             self._send_close(exc.code, reason)
         self.close_code = exc.code
         self.close_reason = exc.reason
-        self._events.append(WSMessage(WSMsgType.ERROR, exc, None))
+        self.pending_events.append(WSMessage(WSMsgType.ERROR, exc, None))
         self._set_closed()
         self.close_transport = True
 
@@ -739,19 +745,19 @@ class Connection:
         self.close_code = 1006
         self.close_reason = str(exc)
         self._buf.clear()
-        if self._state is not _CLOSED:
-            self._events.append(WSMessage(WSMsgType.ERROR, exc, None))
+        if self.state is not _CLOSED:
+            self.pending_events.append(WSMessage(WSMsgType.ERROR, exc, None))
             self._set_closed()
         self.close_transport = True
         self.abort_transport = True
 
     def _set_closed(self) -> None:
-        self._state = _CLOSED
+        self.state = _CLOSED
         self._big_left = 0
         self._big_parts = []
         self._big_text = self._big_utf8 = None
         self._ping_sent_at = None
-        self._events.append(CLOSED_MESSAGE)
+        self.pending_events.append(CLOSED_MESSAGE)
         if self.client:
             # RFC 6455 §7.1.1: the server closes TCP first; the client waits, within the close timeout.
             if not self.close_transport and self.config.close_timeout and self._now is not None:
@@ -762,8 +768,8 @@ class Connection:
     # -- input: calls --------------------------------------------------------------------------
 
     def _check_can_send(self) -> None:
-        if self._close_sent or self._state is _CLOSED or self._state is _CONNECTING:
-            if self._state is _CONNECTING:
+        if self._close_sent or self.state is _CLOSED or self.state is _CONNECTING:
+            if self.state is _CONNECTING:
                 raise InvalidStateError("the opening handshake is not finished")
             raise ConnectionClosed(self.close_code, self.close_reason)
 
@@ -774,7 +780,7 @@ class Connection:
             and fin
             and self.deflate is None
             and not self._close_sent
-            and (self._state is _OPEN or self._state is _CLOSING)
+            and (self.state is _OPEN or self.state is _CLOSING)
         ):
             self._frame_whole(0x81, _TEXT_HEADERS, data.encode("utf-8"))
             return
@@ -793,7 +799,7 @@ class Connection:
             and fin
             and self.deflate is None
             and not self._close_sent
-            and (self._state is _OPEN or self._state is _CLOSING)
+            and (self.state is _OPEN or self.state is _CLOSING)
         ):
             if type(data) is not bytes:
                 data = bytes(data)  # a copy the caller cannot change; len() of a view may count items
@@ -806,17 +812,17 @@ class Connection:
         n = len(payload)
         if self.client:
             if n >= 65536:
-                self._out.append(encode_frame(b0 & 0x0F, payload, masked=True))
+                self.pending_output.append(encode_frame(b0 & 0x0F, payload, masked=True))
             else:
                 key = frames.mask_keys.next()
                 header = _pack_key(b0, 0x80 | n, key) if n < 126 else _pack_h_key(b0, 0xFE, n, key)
-                self._out.append(masked_frame(header, payload, key))
+                self.pending_output.append(masked_frame(header, payload, key))
         elif n < 126:
-            self._out.append(small_headers[n] + payload)
+            self.pending_output.append(small_headers[n] + payload)
         elif n < 65536:
-            self._out.append(_pack_h(b0, 126, n) + payload)
+            self.pending_output.append(_pack_h(b0, 126, n) + payload)
         else:
-            self._out.append(_pack_q(b0, 127, n) + payload)
+            self.pending_output.append(_pack_q(b0, 127, n) + payload)
 
     def _send_data(self, opcode: int, payload: bytes, fin: bool, compress: bool | None) -> None:
         self._check_can_send()
@@ -839,7 +845,7 @@ class Connection:
         if compressed:
             assert self.deflate is not None
             payload = self.deflate.compress(payload, fin)
-        self._out.append(encode_frame(wire_opcode, payload, fin=fin, rsv1=rsv1, masked=self.client))
+        self.pending_output.append(encode_frame(wire_opcode, payload, fin=fin, rsv1=rsv1, masked=self.client))
         if fin:
             self._send_opcode = 0
         else:
@@ -858,7 +864,7 @@ class Connection:
             self.close(code, reason)
         elif opcode in (frames.OP_TEXT, frames.OP_BINARY, frames.OP_CONTINUATION):
             self._check_can_send()
-            self._out.append(encode_frame(opcode, bytes(payload), fin=fin, masked=self.client))
+            self.pending_output.append(encode_frame(opcode, bytes(payload), fin=fin, masked=self.client))
         else:
             raise ValueError(f"opcode {opcode:#x} is reserved (RFC 6455 §5.2)")
 
@@ -870,7 +876,7 @@ class Connection:
         self._check_can_send()
         if self._send_opcode:
             raise InvalidStateError("a fragmented message is being sent")
-        self._out.append(frame)
+        self.pending_output.append(frame)
 
     def ping(self, data: bytes = b"", now: float | None = None) -> None:
         """Send a ping (payload of at most 125 bytes)."""
@@ -886,7 +892,7 @@ class Connection:
         if len(data) > 125:
             raise ValueError("control frame payload over 125 bytes (RFC 6455 §5.5)")
         self._check_can_send()
-        self._out.append(encode_frame(opcode, bytes(data), masked=self.client))
+        self.pending_output.append(encode_frame(opcode, bytes(data), masked=self.client))
 
     def close(self, code: int | None = 1000, reason: str = "", now: float | None = None) -> bool:
         """Start (or complete) the close handshake. Returns False if a close frame was already sent.
@@ -895,15 +901,15 @@ class Connection:
         """
         if now is not None:
             self._now = now
-        if self._close_sent or self._state is _CLOSED:
+        if self._close_sent or self.state is _CLOSED:
             return False
-        if self._state is _CONNECTING:
+        if self.state is _CONNECTING:
             raise InvalidStateError("the opening handshake is not finished; reject it instead")
         self._send_close(code, reason)
         if self._close_received:
             self._set_closed()
         else:
-            self._state = _CLOSING
+            self.state = _CLOSING
             timeout = self.config.close_timeout
             if timeout and self._now is not None:
                 self._close_deadline = self._now + timeout
@@ -911,7 +917,7 @@ class Connection:
 
     def _send_close(self, code: int | None, reason: str) -> None:
         payload = frames.build_close_payload(code, reason)
-        self._out.append(encode_frame(frames.OP_CLOSE, payload, masked=self.client))
+        self.pending_output.append(encode_frame(frames.OP_CLOSE, payload, masked=self.client))
         self._close_sent = True
         self._send_opcode = 0
 
@@ -923,9 +929,9 @@ class Connection:
         As data arrives the heartbeat deadline only moves later, so a driver may keep one timer and
         re-read this when it fires, and after each call that can arm a deadline (`close`, `ping`).
         """
-        deadline = self._open_deadline if self._state is _CONNECTING else self._close_deadline
+        deadline = self._open_deadline if self.state is _CONNECTING else self._close_deadline
         heartbeat = self.config.heartbeat
-        if heartbeat is not None and self._state is _OPEN and self._last_recv is not None:
+        if heartbeat is not None and self.state is _OPEN and self._last_recv is not None:
             if self._ping_sent_at is not None:
                 pong = self._ping_sent_at + (self.config.effective_pong_timeout or heartbeat)
                 deadline = pong if deadline is None else min(deadline, pong)
@@ -939,7 +945,7 @@ class Connection:
         self._now = now
         if self._last_recv is None:
             self._last_recv = now
-        state = self._state
+        state = self.state
         if state is _CONNECTING:
             if self._open_deadline is not None and now >= self._open_deadline:
                 self._handshake_timeout()
@@ -964,7 +970,7 @@ class Connection:
                     self._abort(WSTimeoutError(f"no pong within {pong_timeout} s of a heartbeat ping"))
                 return
         if now >= self._last_recv + heartbeat:
-            self._out.append(encode_frame(frames.OP_PING, b"", masked=self.client))
+            self.pending_output.append(encode_frame(frames.OP_PING, b"", masked=self.client))
             self._ping_sent_at = now
 
     # -- handshake hooks, implemented by the client and server subclasses -------------------------
@@ -973,18 +979,18 @@ class Connection:
         raise InvalidStateError("this connection has no opening handshake")
 
     def _handshake_eof(self) -> None:
-        self._state = _CLOSED
+        self.state = _CLOSED
 
     def _handshake_timeout(self) -> None:
         self.exception = WSTimeoutError(f"opening handshake not finished within {self.config.open_timeout} s")
-        self._state = _CLOSED
+        self.state = _CLOSED
         self.close_transport = True
 
     def _opened(self, now: float | None) -> None:
         """The handshake succeeded: go OPEN and parse any frames that came with it."""
         if now is not None:
             self._now = now
-        self._state = _OPEN
+        self.state = _OPEN
         self._open_deadline = None
         self._last_recv = self._now
         if self._buf:

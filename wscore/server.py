@@ -116,7 +116,7 @@ class ServerConnection(Connection):
         framework to write, and `accept()`'s `HandshakeError` (status, headers, reason) or `respond()`
         leave `data_to_send()` empty, the framework writing the refusal (see `handshake.build_response`).
         """
-        if self._state is not State.CONNECTING or self.request is not None:
+        if self.state is not State.CONNECTING or self.request is not None:
             raise InvalidStateError("a request was already received")
         if now is not None:
             self._now = now
@@ -125,7 +125,7 @@ class ServerConnection(Connection):
         self._embedded = True
 
     def _handshake_eof(self) -> None:
-        self._state = State.CLOSED
+        self.state = State.CLOSED
         if self.request is None:
             self.exception = HandshakeError("connection closed before the request was complete")
         else:
@@ -145,7 +145,7 @@ class ServerConnection(Connection):
         answered with 400/426 and raises `HandshakeError`.
         """
         request = self.request
-        if request is None or self._state is not State.CONNECTING:
+        if request is None or self.state is not State.CONNECTING:
             raise InvalidStateError("accept() needs a received request and a connection not yet opened")
         try:
             key = check_request(request)
@@ -170,7 +170,7 @@ class ServerConnection(Connection):
                 event = h11.InformationalResponse(
                     status_code=101, headers=headers, reason=b"Switching Protocols"
                 )
-                self._out.append(self._h11.send(event))
+                self.pending_output.append(self._h11.send(event))
             except h11.LocalProtocolError as exc:
                 raise ValueError(f"invalid HTTP response: {exc}") from None
             self._h11 = None
@@ -191,7 +191,7 @@ class ServerConnection(Connection):
 
         Content-Length and Connection: close are added; the connection is then CLOSED.
         """
-        if self._state is not State.CONNECTING or self.request is None:
+        if self.state is not State.CONNECTING or self.request is None:
             raise InvalidStateError("respond() needs a received request and a connection not yet opened")
         if not 200 <= status <= 599:
             raise ValueError(f"status {status} is not a final HTTP status")
@@ -204,16 +204,16 @@ class ServerConnection(Connection):
             pass  # the framework that parsed the request writes the response
         elif self._h11 is not None and self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             try:
-                self._out.append(self._h11.send(h11.Response(status_code=status, headers=headers)))
-                self._out.append(self._h11.send(h11.Data(data=body)) or b"")
-                self._out.append(self._h11.send(h11.EndOfMessage()) or b"")
+                self.pending_output.append(self._h11.send(h11.Response(status_code=status, headers=headers)))
+                self.pending_output.append(self._h11.send(h11.Data(data=body)) or b"")
+                self.pending_output.append(self._h11.send(h11.EndOfMessage()) or b"")
             except h11.LocalProtocolError as exc:
                 # The application's status or headers are invalid: refuse them, never write them raw.
                 raise ValueError(f"invalid HTTP response: {exc}") from None
         else:
-            self._out.append(_raw_response(status, headers, body))
+            self.pending_output.append(_raw_response(status, headers, body))
         self._h11 = None
-        self._state = State.CLOSED
+        self.state = State.CLOSED
         self.close_transport = True
 
 

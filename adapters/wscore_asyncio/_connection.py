@@ -7,9 +7,9 @@ message is appended to a deque; `receive()` pops it without awaiting when one is
 message costs a method call, not a task switch. One `loop.call_at` timer per connection follows
 `core.next_deadline()`.
 
-The per-message path (a read in, a message out) reads the core's pending events and output lists
-(`_events`, `_out`) and its `_state` directly: one call into the core per read instead of four. That
-contract is internal to this repository; `tests/core` and `tests/adapters` hold both sides to it.
+The per-message path (a read in, a message out) uses the core's public driver fast path
+(`state`, `pending_events`, `pending_output`; see `wscore.Connection`): one call into the core per
+read instead of four.
 """
 
 from __future__ import annotations
@@ -154,13 +154,13 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
             return
         conn = self._conn
         conn.receive_data(data, self._clock())
-        if conn._out:  # a pong, or a close frame: rare
+        if conn.pending_output:  # a pong, or a close frame: rare
             self._transport.write(conn.data_to_send())  # type: ignore[union-attr]
-        events = conn._events
+        events = conn.pending_events
         if events:
             self._dispatch(events)
             events.clear()
-        if conn._state is not _OPEN:
+        if conn.state is not _OPEN:
             self._sync()
 
     def data_received(self, data: bytes) -> None:
@@ -366,7 +366,7 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         queue = self._queue
         while not queue:
             conn = self._conn
-            if conn._state is not _OPEN or self._closing or self._lost.done():
+            if conn.state is not _OPEN or self._closing or self._lost.done():
                 if conn.closed or self._lost.done():
                     return CLOSED_MESSAGE
                 if self._closing:
@@ -433,7 +433,7 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         caller must then wait for the transport to drain."""
         if self._queue and not self._write_paused and self._coalesce(size):
             return False
-        out = self._conn._out
+        out = self._conn.pending_output
         if len(out) == 1 and not self._transport_closing:
             self._transport.write(out.pop())  # type: ignore[union-attr]
         else:

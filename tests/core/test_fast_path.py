@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wscore import Connection, WSConfig, WSMsgType
+from wscore import Connection, State, WSConfig, WSMsgType
 from wscore.frames import unmask_from, unmask_from_py
 
 from .helpers import KEY, error_of, parse_frames, raw_frame, split_at
@@ -337,3 +337,21 @@ def test_error_of_helper_sees_the_fast_path_failure() -> None:
     conn = Connection(client=False)
     conn.receive_data(memoryview(raw_frame(1, b"\xff", mask=KEY)))
     assert error_of(conn) == 1007
+
+
+def test_the_driver_fast_path_contract() -> None:
+    """What a driver may read without a call (see `Connection`): `state`, `pending_events` (emptied in
+    place by the driver) and `pending_output`; `events()`/`data_to_send()` see the same queues."""
+    conn = Connection(client=False)
+    conn.receive_data(frame_for(False, 0x2, b"abc") + frame_for(False, 0x9, b"p"))
+    assert conn.state is State.OPEN
+    assert [(m.type, m.data) for m in conn.pending_events] == [(WSMsgType.BINARY, b"abc")]
+    assert parse_frames(b"".join(conn.pending_output))[0].payload == b"p"  # the pong
+    taken = conn.pending_events
+    taken.clear()  # what a driver does once it has delivered them
+    assert conn.events() == []
+    assert conn.data_to_send() != b""
+    assert conn.pending_output == []
+    conn.receive_data(frame_for(False, 0x8, b"\x03\xe8"))
+    assert conn.state is State.CLOSED
+    assert [m.type for m in conn.pending_events] == [WSMsgType.CLOSE, WSMsgType.CLOSED]
