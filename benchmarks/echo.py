@@ -161,12 +161,16 @@ async def picows_server() -> AsyncIterator[str]:
 @asynccontextmanager
 async def wscore_trio_server() -> AsyncIterator[str]:
     import wscore_trio
-    from wscore.driver import echo_handler
 
     async with trio.open_nursery() as nursery:
         server = await nursery.start(
             lambda task_status: wscore_trio.serve(
-                echo_handler, "127.0.0.1", 0, compress=False, max_msg_size=MAX_SIZE, task_status=task_status
+                wscore_trio.echo_handler,
+                "127.0.0.1",
+                0,
+                compress=False,
+                max_msg_size=MAX_SIZE,
+                task_status=task_status,
             )
         )
         try:
@@ -178,12 +182,16 @@ async def wscore_trio_server() -> AsyncIterator[str]:
 @asynccontextmanager
 async def wscore_anyio_server() -> AsyncIterator[str]:
     import wscore_anyio
-    from wscore.driver import echo_handler
 
     async with anyio.create_task_group() as tg:
         server = await tg.start(
             lambda task_status: wscore_anyio.serve(
-                echo_handler, "127.0.0.1", 0, compress=False, max_msg_size=MAX_SIZE, task_status=task_status
+                wscore_anyio.echo_handler,
+                "127.0.0.1",
+                0,
+                compress=False,
+                max_msg_size=MAX_SIZE,
+                task_status=task_status,
             )
         )
         try:

@@ -9,7 +9,7 @@ backends.
 
 Each connection owns a task group (reader, writer, heartbeat timer) for as long as its `async with` or
 handler runs; timeouts are `anyio.move_on_after`/`anyio.fail_after` around any call (the `timeout=`
-arguments exist for parity with `wscore_asyncio`). The connection logic is `wscore.driver`'s, shared with
+arguments exist for parity with `wscore_asyncio`). The connection logic is `_wscore_kit.driver`'s, shared with
 `wscore_trio`; this module supplies anyio's primitives, TCP/TLS and the listeners.
 """
 
@@ -30,6 +30,24 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSListener, TLSStream
 
+from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSURL, WSTimeout
+from _wscore_kit.driver import (
+    HIGH_WATER,
+    EventLike,
+    IOBackend,
+    ProcessRequest,
+    PushSource,
+    RecvSome,
+    ScopeLike,
+    SendSome,
+    StreamServer,
+    StreamWebSocket,
+    check_listen_args,
+    connect_stream,
+    echo_handler,
+)
+from _wscore_kit.driver import broadcast as _broadcast
+from _wscore_kit.driver import wrap_stream as _wrap_stream
 from wscore import (
     Connection,
     ConnectionClosed,
@@ -46,24 +64,6 @@ from wscore import (
     WSMsgType,
     WSTimeoutError,
 )
-from wscore.adapter import DEFAULT_MAX_QUEUE, WSURL, WSTimeout
-from wscore.driver import (
-    HIGH_WATER,
-    EventLike,
-    IOBackend,
-    ProcessRequest,
-    PushSource,
-    RecvSome,
-    ScopeLike,
-    SendSome,
-    StreamServer,
-    StreamWebSocket,
-    check_listen_args,
-    connect_stream,
-    echo_handler,
-)
-from wscore.driver import broadcast as _broadcast
-from wscore.driver import wrap_stream as _wrap_stream
 from wscore.handshake import HeadersLike, SubprotocolSelector
 
 __all__ = [
@@ -193,9 +193,9 @@ class _TrioBackendIO(_AnyioIO):
     with os.read/os.write from the socket anyio wraps) and its one-waiter event."""
 
     def waiter(self) -> EventLike:
-        from wscore_trio import _Waiter  # running on trio, so installed
+        from wscore_trio.lowlevel import Waiter  # running on trio, so installed
 
-        return _Waiter()
+        return Waiter()
 
     def clock(self) -> Callable[[], float]:
         import trio
@@ -203,18 +203,18 @@ class _TrioBackendIO(_AnyioIO):
         return trio.current_time
 
     def receiver(self, stream: Any) -> RecvSome | None:
-        from wscore_trio import _RAW, _socket_receiver
+        from wscore_trio.lowlevel import RAW_SOCKETS, socket_receiver
 
-        if not isinstance(stream, anyio.abc.SocketStream) or not _RAW:
+        if not isinstance(stream, anyio.abc.SocketStream) or not RAW_SOCKETS:
             return None
-        return _socket_receiver(stream.extra(SocketAttribute.raw_socket), anyio.ClosedResourceError)
+        return socket_receiver(stream.extra(SocketAttribute.raw_socket), anyio.ClosedResourceError)
 
     def sender(self, stream: Any) -> SendSome | None:
-        from wscore_trio import _RAW, _socket_sender
+        from wscore_trio.lowlevel import RAW_SOCKETS, socket_sender
 
-        if not isinstance(stream, anyio.abc.SocketStream) or not _RAW:
+        if not isinstance(stream, anyio.abc.SocketStream) or not RAW_SOCKETS:
             return None
-        return _socket_sender(stream.extra(SocketAttribute.raw_socket), anyio.ClosedResourceError)
+        return socket_sender(stream.extra(SocketAttribute.raw_socket), anyio.ClosedResourceError)
 
 
 _GENERIC_IO = _AnyioIO()
@@ -324,7 +324,7 @@ class _AsyncioStream(anyio.abc.ByteStream, asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    # -- PushSource (wscore.driver) ----------------------------------------------------------------
+    # -- PushSource (_wscore_kit.driver) ----------------------------------------------------------------
 
     @property
     def transport(self) -> asyncio.Transport:
@@ -424,7 +424,7 @@ class _AsyncioStream(anyio.abc.ByteStream, asyncio.Protocol):
 
 
 class WebSocket(StreamWebSocket):
-    """A WebSocket connection on anyio (see `wscore.driver.StreamWebSocket` for the methods)."""
+    """A WebSocket connection on anyio (see `_wscore_kit.driver.StreamWebSocket` for the methods)."""
 
     io = _GENERIC_IO
 
@@ -670,7 +670,7 @@ def broadcast(
     limit: int | None = None,
 ) -> list[WebSocket]:
     """Send `message` to every open connection without waiting, the frame encoded once; returns the
-    connections skipped (closed, or behind by more than `limit`/`wscore.driver.HIGH_WATER` bytes)."""
+    connections skipped (closed, or behind by more than `limit`/`_wscore_kit.driver.HIGH_WATER` bytes)."""
     return _broadcast(connections, message, limit=limit)
 
 

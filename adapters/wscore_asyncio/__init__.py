@@ -10,6 +10,7 @@ Everything an application needs is exported here: `connect`, `serve`, the `WebSo
 
 from __future__ import annotations
 
+from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSTimeout
 from wscore import (
     ConnectionClosed,
     DeflateOptions,
@@ -25,7 +26,6 @@ from wscore import (
     WSMsgType,
     WSTimeoutError,
 )
-from wscore.adapter import DEFAULT_MAX_QUEUE, WSTimeout
 
 from ._client import client_ssl_context, connect
 from ._connection import WebSocket, broadcast, wrap_transport

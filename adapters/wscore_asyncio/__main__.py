@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from _wscore_kit.api import parse_url
 from wscore import ConnectionClosed, HandshakeError, WSMessage, WSMsgType, WSTimeoutError
-from wscore.adapter import parse_url
 
 from ._client import connect
 from ._connection import WebSocket

@@ -9,8 +9,8 @@ from collections.abc import Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSTimeout, header_pairs, make_config, parse_url
 from wscore import ClientConnection, DeflateOptions, WSTimeoutError
-from wscore.adapter import DEFAULT_MAX_QUEUE, WSTimeout, header_pairs, make_config, parse_url
 
 from ._connection import WebSocket
 

@@ -21,6 +21,14 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final, cast
 
+from _wscore_kit.api import (
+    DEFAULT_MAX_QUEUE,
+    WebSocketBase,
+    close_args,
+    compress_flag,
+    control_payload,
+    text_or_bytes,
+)
 from wscore import (
     CLOSED_MESSAGE,
     CLOSING_MESSAGE,
@@ -33,14 +41,6 @@ from wscore import (
     WSMessage,
     WSMsgType,
     encode_frame,
-)
-from wscore.adapter import (
-    DEFAULT_MAX_QUEUE,
-    WebSocketBase,
-    close_args,
-    compress_flag,
-    control_payload,
-    text_or_bytes,
 )
 
 __all__ = ["WebSocket", "broadcast", "wrap_transport"]

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
+from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSTimeout, check_http_response, echo_handler, make_config
 from wscore import (
     ConnectionClosed,
     DeflateOptions,
@@ -20,7 +21,6 @@ from wscore import (
     State,
     WSConfig,
 )
-from wscore.adapter import DEFAULT_MAX_QUEUE, WSTimeout, check_http_response, echo_handler, make_config
 
 from ._connection import WebSocket
 

@@ -8,17 +8,15 @@
 
 Each connection owns a nursery (reader, writer, heartbeat timer) for as long as its `async with` or
 handler runs; timeouts are `trio.move_on_after`/`trio.fail_after` around any call (the `timeout=`
-arguments exist for parity with `wscore_asyncio`). The connection logic is `wscore.driver`'s, shared with
+arguments exist for parity with `wscore_asyncio`). The connection logic is `_wscore_kit.driver`'s, shared with
 `wscore_anyio`; this module supplies trio's primitives, TCP/TLS and the listeners.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import socket
 import ssl as ssl_module
-import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
@@ -26,6 +24,22 @@ from typing import Any
 
 import trio
 
+from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSURL, WSTimeout
+from _wscore_kit.driver import (
+    EventLike,
+    IOBackend,
+    ProcessRequest,
+    RecvSome,
+    ScopeLike,
+    SendSome,
+    StreamServer,
+    StreamWebSocket,
+    check_listen_args,
+    connect_stream,
+    echo_handler,
+)
+from _wscore_kit.driver import broadcast as _broadcast
+from _wscore_kit.driver import wrap_stream as _wrap_stream
 from wscore import (
     Connection,
     ConnectionClosed,
@@ -42,23 +56,9 @@ from wscore import (
     WSMsgType,
     WSTimeoutError,
 )
-from wscore.adapter import DEFAULT_MAX_QUEUE, WSURL, WSTimeout
-from wscore.driver import (
-    EventLike,
-    IOBackend,
-    ProcessRequest,
-    RecvSome,
-    ScopeLike,
-    SendSome,
-    StreamServer,
-    StreamWebSocket,
-    check_listen_args,
-    connect_stream,
-    echo_handler,
-)
-from wscore.driver import broadcast as _broadcast
-from wscore.driver import wrap_stream as _wrap_stream
 from wscore.handshake import HeadersLike, SubprotocolSelector
+
+from .lowlevel import RAW_SOCKETS, Waiter, socket_receiver, socket_sender
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
@@ -84,101 +84,6 @@ __all__ = [
     "serve",
     "wrap_stream",
 ]
-
-
-_RECEIVE_SIZE = 65536
-
-
-_RAW = sys.platform != "win32"
-"""Whether plain sockets are read and written with os.read/os.write (not on Windows: they do not
-work on sockets there)."""
-
-
-def _socket_sender(sock: Any, closed: type[Exception] = trio.ClosedResourceError) -> SendSome:
-    """`send_some` on a nonblocking socket: os.write, one system call and no scheduler pass per message
-    (a trio socket's send() is a checkpoint); only a full socket waits, cancellably, having written
-    nothing. Also used by wscore_anyio on the trio backend, with its `closed` exception."""
-    wait_writable = trio.lowlevel.wait_writable
-
-    async def send_some(data: bytes | memoryview) -> int:
-        while True:
-            fd = sock.fileno()
-            if fd < 0:
-                raise closed("the socket was closed")
-            try:
-                return os.write(fd, data)
-            except BlockingIOError:
-                try:
-                    await wait_writable(sock)
-                except trio.ClosedResourceError as exc:
-                    raise closed(str(exc)) from None
-
-    return send_some
-
-
-def _socket_receiver(sock: Any, closed: type[Exception] = trio.ClosedResourceError) -> RecvSome:
-    """The reader's `recv_some` on a nonblocking socket: wait until readable, then os.read. After a
-    short read the socket is most likely empty, so it waits first instead of failing a read."""
-    wait_readable = trio.lowlevel.wait_readable
-    full = False
-
-    async def recv_some() -> bytes:
-        nonlocal full
-        try:
-            if not full:
-                await wait_readable(sock)
-            while True:
-                fd = sock.fileno()
-                if fd < 0:
-                    raise closed("the socket was closed")
-                try:
-                    data = os.read(fd, _RECEIVE_SIZE)
-                except BlockingIOError:
-                    await wait_readable(sock)
-                    continue
-                full = len(data) == _RECEIVE_SIZE
-                return data
-        except trio.ClosedResourceError as exc:
-            if closed is trio.ClosedResourceError:
-                raise
-            raise closed(str(exc)) from None
-
-    return recv_some
-
-
-class _Waiter:
-    """A one-shot event for one waiting task, on trio's low-level parking (no ParkingLot)."""
-
-    __slots__ = ("_flag", "_task")
-
-    def __init__(self) -> None:
-        self._flag = False
-        self._task: trio.lowlevel.Task | None = None
-
-    def set(self) -> None:
-        if not self._flag:
-            self._flag = True
-            task = self._task
-            if task is not None:
-                self._task = None
-                trio.lowlevel.reschedule(task)
-
-    def is_set(self) -> bool:
-        return self._flag
-
-    async def wait(self) -> None:
-        if self._flag:
-            await trio.lowlevel.checkpoint()
-            return
-        if self._task is not None:
-            raise RuntimeError("another task is already waiting")
-        self._task = trio.lowlevel.current_task()
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            self._task = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 class _TrioIO(IOBackend):
@@ -215,13 +120,17 @@ class _TrioIO(IOBackend):
         await trio.aclose_forcefully(stream)
 
     def waiter(self) -> EventLike:
-        return _Waiter()
+        return Waiter()
 
     def receiver(self, stream: trio.abc.Stream) -> RecvSome | None:
-        return _socket_receiver(stream.socket) if isinstance(stream, trio.SocketStream) and _RAW else None
+        return (
+            socket_receiver(stream.socket) if isinstance(stream, trio.SocketStream) and RAW_SOCKETS else None
+        )
 
     def sender(self, stream: trio.abc.Stream) -> SendSome | None:
-        return _socket_sender(stream.socket) if isinstance(stream, trio.SocketStream) and _RAW else None
+        if isinstance(stream, trio.SocketStream) and RAW_SOCKETS:
+            return socket_sender(stream.socket)
+        return None
 
     def extra_info(self, stream: Any, name: str) -> Any:
         if isinstance(stream, trio.SSLStream):
@@ -243,7 +152,7 @@ class _TrioIO(IOBackend):
 
 
 class WebSocket(StreamWebSocket):
-    """A WebSocket connection on trio (see `wscore.driver.StreamWebSocket` for the methods)."""
+    """A WebSocket connection on trio (see `_wscore_kit.driver.StreamWebSocket` for the methods)."""
 
     io = _TrioIO()
 
@@ -433,7 +342,7 @@ def broadcast(
     limit: int | None = None,
 ) -> list[WebSocket]:
     """Send `message` to every open connection without waiting, the frame encoded once; returns the
-    connections skipped (closed, or behind by more than `limit`/`wscore.driver.HIGH_WATER` bytes)."""
+    connections skipped (closed, or behind by more than `limit`/`_wscore_kit.driver.HIGH_WATER` bytes)."""
     return _broadcast(connections, message, limit=limit)
 
 

@@ -18,8 +18,8 @@ import anyio.abc
 import pytest
 
 import wscore_anyio
+from _wscore_kit.driver import HIGH_WATER
 from wscore import Connection, WSConfig, WSMsgType, WSTimeoutError, encode_frame
-from wscore.driver import HIGH_WATER
 
 pytestmark = pytest.mark.anyio
 

@@ -17,9 +17,9 @@ import trio.testing
 import trustme
 
 import wscore_trio
+from _wscore_kit.api import make_config
+from _wscore_kit.driver import HIGH_WATER
 from wscore import Connection, WSMsgType, WSTimeoutError, encode_frame
-from wscore.adapter import make_config
-from wscore.driver import HIGH_WATER
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -4,6 +4,21 @@ from __future__ import annotations
 
 import pytest
 
+from _wscore_kit.api import (
+    WSTimeout,
+    check_http_response,
+    close_args,
+    compress_flag,
+    compress_options,
+    control_payload,
+    decode_json,
+    expect_bytes,
+    expect_str,
+    header_pairs,
+    make_config,
+    parse_url,
+    text_or_bytes,
+)
 from wscore import (
     ConnectionClosed,
     DeflateOptions,
@@ -19,21 +34,6 @@ from wscore import (
     WSMessageTypeError,
     WSMsgType,
     WSTimeoutError,
-)
-from wscore.adapter import (
-    WSTimeout,
-    check_http_response,
-    close_args,
-    compress_flag,
-    compress_options,
-    control_payload,
-    decode_json,
-    expect_bytes,
-    expect_str,
-    header_pairs,
-    make_config,
-    parse_url,
-    text_or_bytes,
 )
 
 from .helpers import open_connection, peer_frame, request_bytes, with_headers

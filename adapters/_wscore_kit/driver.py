@@ -31,16 +31,35 @@ failed) within the close timeout, shielded from the cancellation, then cancels t
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from ._types import CLOSED_MESSAGE, CLOSING_MESSAGE, State, WSMessage, WSMsgType
-from .adapter import (
+from wscore import (
+    CLOSED_MESSAGE,
+    CLOSING_MESSAGE,
+    ClientConnection,
+    Connection,
+    ConnectionClosed,
+    DeflateOptions,
+    HandshakeError,
+    Request,
+    ServerConnection,
+    State,
+    WSError,
+    WSMessage,
+    WSMsgType,
+    WSTimeoutError,
+)
+from wscore.frames import encode_frame
+from wscore.handshake import HeadersLike, SubprotocolSelector
+
+from .api import (
     DEFAULT_MAX_QUEUE,
     WSURL,
     WebSocketBase,
@@ -54,16 +73,6 @@ from .adapter import (
     parse_url,
     text_or_bytes,
 )
-from .client import ClientConnection
-from .connection import Connection
-from .errors import ConnectionClosed, HandshakeError, WSError, WSTimeoutError
-from .extensions import DeflateOptions
-from .frames import encode_frame
-from .handshake import HeadersLike, Request, SubprotocolSelector
-from .server import ServerConnection
-
-if TYPE_CHECKING:
-    import logging
 
 __all__ = [
     "HIGH_WATER",
@@ -83,12 +92,7 @@ __all__ = [
 ]
 
 
-def _logger() -> logging.Logger:
-    # logging imports threading; importing it only when a failure is logged keeps every module of
-    # the wscore package free of I/O and thread modules (the sans-I/O guard checks them all).
-    import logging
-
-    return logging.getLogger("wscore")
+logger = logging.getLogger("wscore")
 
 
 HIGH_WATER = 64 * 1024
@@ -1158,7 +1162,7 @@ class StreamServer:
         try:
             opened = await _server_handshake(io, stream, conn, self._process_request, self._extra_headers)
         except (HandshakeError, WSTimeoutError) as exc:
-            _logger().debug("opening handshake failed: %s", exc)
+            logger.debug("opening handshake failed: %s", exc)
             opened = False
         except BaseException:
             with io.cancel_scope(shield=True):
@@ -1187,7 +1191,7 @@ class StreamServer:
         except ConnectionClosed:
             pass  # the peer went away while the handler was sending: not the handler's fault
         except Exception:
-            _logger().exception("connection handler failed; closed with 1011")
+            logger.exception("connection handler failed; closed with 1011")
 
     async def shutdown_on_cancel(self) -> None:
         """A task for the server's task group: when the server is cancelled, `shutdown()` (shielded)
@@ -1244,7 +1248,7 @@ async def _server_handshake(
                 if inspect.isawaitable(response):
                     response = await response
             except Exception:
-                _logger().exception("process_request failed; answering 500")
+                logger.exception("process_request failed; answering 500")
                 response = (500, [], b"Internal Server Error")
             if conn.state is not State.CONNECTING:
                 return False  # the open timeout passed meanwhile

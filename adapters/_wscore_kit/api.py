@@ -10,12 +10,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ._types import WSMessage, WSMsgType
-from .config import WSConfig
-from .connection import Connection
-from .errors import WSMessageTypeError
-from .extensions import DeflateOptions
-from .frames import build_close_payload
+from wscore import Connection, DeflateOptions, WSConfig, WSMessage, WSMessageTypeError, WSMsgType
+from wscore.frames import build_close_payload
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",

@@ -1,0 +1,109 @@
+"""trio's fast primitives for the shared driver, public for the other adapters that run on trio
+(`wscore_anyio` on its trio backend): nonblocking-socket reads and writes with os.read/os.write, and a
+one-waiter event on trio's low-level parking."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import trio
+
+from _wscore_kit.driver import RecvSome, SendSome
+
+__all__ = ["RAW_SOCKETS", "Waiter", "socket_receiver", "socket_sender"]
+
+_RECEIVE_SIZE = 65536
+
+
+RAW_SOCKETS = sys.platform != "win32"
+"""Whether plain sockets are read and written with os.read/os.write (not on Windows: they do not
+work on sockets there)."""
+
+
+def socket_sender(sock: Any, closed: type[Exception] = trio.ClosedResourceError) -> SendSome:
+    """`send_some` on a nonblocking socket: os.write, one system call and no scheduler pass per message
+    (a trio socket's send() is a checkpoint); only a full socket waits, cancellably, having written
+    nothing. Also used by wscore_anyio on the trio backend, with its `closed` exception."""
+    wait_writable = trio.lowlevel.wait_writable
+
+    async def send_some(data: bytes | memoryview) -> int:
+        while True:
+            fd = sock.fileno()
+            if fd < 0:
+                raise closed("the socket was closed")
+            try:
+                return os.write(fd, data)
+            except BlockingIOError:
+                try:
+                    await wait_writable(sock)
+                except trio.ClosedResourceError as exc:
+                    raise closed(str(exc)) from None
+
+    return send_some
+
+
+def socket_receiver(sock: Any, closed: type[Exception] = trio.ClosedResourceError) -> RecvSome:
+    """The reader's `recv_some` on a nonblocking socket: wait until readable, then os.read. After a
+    short read the socket is most likely empty, so it waits first instead of failing a read."""
+    wait_readable = trio.lowlevel.wait_readable
+    full = False
+
+    async def recv_some() -> bytes:
+        nonlocal full
+        try:
+            if not full:
+                await wait_readable(sock)
+            while True:
+                fd = sock.fileno()
+                if fd < 0:
+                    raise closed("the socket was closed")
+                try:
+                    data = os.read(fd, _RECEIVE_SIZE)
+                except BlockingIOError:
+                    await wait_readable(sock)
+                    continue
+                full = len(data) == _RECEIVE_SIZE
+                return data
+        except trio.ClosedResourceError as exc:
+            if closed is trio.ClosedResourceError:
+                raise
+            raise closed(str(exc)) from None
+
+    return recv_some
+
+
+class Waiter:
+    """A one-shot event for one waiting task, on trio's low-level parking (no ParkingLot)."""
+
+    __slots__ = ("_flag", "_task")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._task: trio.lowlevel.Task | None = None
+
+    def set(self) -> None:
+        if not self._flag:
+            self._flag = True
+            task = self._task
+            if task is not None:
+                self._task = None
+                trio.lowlevel.reschedule(task)
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def wait(self) -> None:
+        if self._flag:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._task is not None:
+            raise RuntimeError("another task is already waiting")
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
