@@ -199,19 +199,25 @@ class ServerConnection(Connection):
 
     def _write_response(self, status: int, headers: Headers, body: bytes) -> None:
         status, headers, body = build_response(status, headers, body)
-        self.response_status = status
+        # RFC 9110 §9.3.2: the answer to HEAD has the headers a GET would get (Content-Length
+        # included) and no body.
+        head = self.request is not None and self.request.method == "HEAD"
         if self._embedded:
             pass  # the framework that parsed the request writes the response
         elif self._h11 is not None and self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             try:
-                self.pending_output.append(self._h11.send(h11.Response(status_code=status, headers=headers)))
-                self.pending_output.append(self._h11.send(h11.Data(data=body)) or b"")
-                self.pending_output.append(self._h11.send(h11.EndOfMessage()) or b"")
+                # All or nothing: a response that fails half-way leaves no partial head behind.
+                parts = [self._h11.send(h11.Response(status_code=status, headers=headers)) or b""]
+                if not head:
+                    parts.append(self._h11.send(h11.Data(data=body)) or b"")
+                parts.append(self._h11.send(h11.EndOfMessage()) or b"")
             except h11.LocalProtocolError as exc:
                 # The application's status or headers are invalid: refuse them, never write them raw.
                 raise ValueError(f"invalid HTTP response: {exc}") from None
+            self.pending_output.extend(parts)
         else:
-            self.pending_output.append(_raw_response(status, headers, body))
+            self.pending_output.append(_raw_response(status, headers, b"" if head else body))
+        self.response_status = status
         self._h11 = None
         self.state = State.CLOSED
         self.close_transport = True

@@ -30,11 +30,9 @@ failed) within the close timeout, shielded from the cancellation, then cancels t
 
 from __future__ import annotations
 
-import inspect
-import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from types import TracebackType
@@ -46,7 +44,6 @@ from wscore import (
     ClientConnection,
     Connection,
     ConnectionClosed,
-    DeflateOptions,
     HandshakeError,
     Request,
     ServerConnection,
@@ -57,22 +54,21 @@ from wscore import (
     WSTimeoutError,
 )
 from wscore.frames import encode_frame
-from wscore.handshake import HeadersLike, SubprotocolSelector
+from wscore.handshake import HeadersLike
 
 from .api import (
     DEFAULT_MAX_QUEUE,
     WSURL,
     WebSocketBase,
-    WSTimeout,
-    check_http_response,
     close_args,
     compress_flag,
     control_payload,
     echo_handler,
-    make_config,
     parse_url,
     text_or_bytes,
 )
+from .options import ClientOptions, ServerOptions
+from .server import ProcessRequest, answer_request, handler_close, logger
 
 __all__ = [
     "HIGH_WATER",
@@ -92,9 +88,6 @@ __all__ = [
 ]
 
 
-logger = logging.getLogger("wscore")
-
-
 HIGH_WATER = 64 * 1024
 """Bytes queued for writing above which `send_*()` waits for the writer (back-pressure)."""
 
@@ -102,10 +95,6 @@ _RECEIVE_SIZE = 64 * 1024
 _OPEN = State.OPEN
 _CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
-
-ProcessRequest = Callable[[Request], Any]
-"""`process_request(request)` -> None (upgrade) or `(status, headers, body)` (answer with plain HTTP);
-may be sync or async."""
 
 
 class EventLike(Protocol):
@@ -950,14 +939,12 @@ class StreamWebSocket(WebSocketBase):
     async def _shutdown(self, error: BaseException | None, server: bool) -> None:
         io = self.io
         cancelled = error is not None and io.is_cancelled(error)
-        if error is None or isinstance(error, ConnectionClosed):
-            code, reason = 1000, ""
-        elif cancelled:
+        if cancelled:
             code, reason = 1001, "going away"
         elif server:
-            code, reason = 1011, "internal error"
+            code, reason = handler_close(error, self.closed)
         else:
-            code, reason = 1000, ""
+            code, reason = 1000, ""  # the body's error is the application's own, re-raised
         close_timeout = self._conn.config.close_timeout
         # Bounded even without a close timeout when cancelled: cancellation must end promptly.
         limit = close_timeout if close_timeout is not None else (10.0 if cancelled else None)
@@ -975,37 +962,15 @@ async def connect_stream(
     ws_class: type[StreamWebSocket],
     open_stream: Callable[[WSURL], Awaitable[Any]],
     url: str,
-    *,
-    protocols: Sequence[str] = (),
-    headers: HeadersLike | Mapping[str, str] | None = None,
-    origin: str | None = None,
-    timeout: WSTimeout | None = None,
-    heartbeat: float | None = None,
-    pong_timeout: float | None = None,
-    autoping: bool = True,
-    autoclose: bool = True,
-    compress: bool | int | DeflateOptions | None = 0,
-    max_msg_size: int | None = 4 * 1024 * 1024,
-    max_frame_size: int | None = None,
-    open_timeout: float | None = 10.0,
-    max_queue: int = DEFAULT_MAX_QUEUE,
+    options: ClientOptions,
     io: IOBackend | None = None,
 ) -> AsyncIterator[Any]:
     """The body of every adapter's `connect()`: `open_stream(parsed_url)` (TCP, TLS) and the opening
     handshake within `open_timeout` (`WSTimeoutError`), then the connection for the `async with` body.
     `io` overrides `ws_class.io` (an adapter's primitives for the running event loop)."""
     parsed = parse_url(url)
-    config = make_config(
-        heartbeat=heartbeat,
-        pong_timeout=pong_timeout,
-        autoping=autoping,
-        autoclose=autoclose,
-        timeout=timeout,
-        open_timeout=open_timeout,
-        compress=compress,
-        max_msg_size=max_msg_size,
-        max_frame_size=max_frame_size,
-    )
+    open_timeout = options.open_timeout
+    headers = options.headers
     if isinstance(headers, Mapping):
         headers = list(headers.items())
     if io is None:
@@ -1013,10 +978,10 @@ async def connect_stream(
     conn = ClientConnection(
         parsed.host_header,
         parsed.target,
-        subprotocols=protocols,
-        origin=origin,
+        subprotocols=options.protocols,
+        origin=options.origin,
         extra_headers=headers or (),
-        config=config,
+        config=options.config,
     )
     stream: Any = None
     try:
@@ -1048,7 +1013,7 @@ async def connect_stream(
             with io.cancel_scope(shield=True):
                 await io.aclose(stream)
         raise WSTimeoutError(f"opening handshake not finished within {open_timeout} s")
-    ws = ws_class(stream, conn, receive_timeout=receive_timeout_of(timeout), max_queue=max_queue, io=io)
+    ws = ws_class(stream, conn, receive_timeout=options.receive_timeout, max_queue=options.max_queue, io=io)
     async with ws.running() as running:
         yield running
 
@@ -1083,47 +1048,16 @@ class StreamServer:
         self,
         ws_class: type[StreamWebSocket],
         handler: Callable[[Any], Awaitable[Any]],
-        *,
-        protocols: Sequence[str] = (),
-        select_subprotocol: SubprotocolSelector | None = None,
-        process_request: ProcessRequest | None = None,
-        extra_headers: HeadersLike = (),
-        timeout: WSTimeout | None = None,
-        heartbeat: float | None = None,
-        pong_timeout: float | None = None,
-        autoping: bool = True,
-        autoclose: bool = True,
-        compress: bool | int | DeflateOptions | None = True,
-        max_msg_size: int | None = 4 * 1024 * 1024,
-        max_frame_size: int | None = None,
-        open_timeout: float | None = 10.0,
-        max_queue: int = DEFAULT_MAX_QUEUE,
-        shutdown_timeout: float = 10.0,
+        options: ServerOptions,
         io: IOBackend | None = None,
     ) -> None:
-        if isinstance(protocols, str):
-            raise TypeError("protocols must be a sequence of str, not a str")
         self._ws_class = ws_class
         self._io = ws_class.io if io is None else io
         self._handler = handler
-        self._config = make_config(
-            heartbeat=heartbeat,
-            pong_timeout=pong_timeout,
-            autoping=autoping,
-            autoclose=autoclose,
-            timeout=timeout,
-            open_timeout=open_timeout,
-            compress=compress,
-            max_msg_size=max_msg_size,
-            max_frame_size=max_frame_size,
-        )
-        self._protocols = list(protocols)
-        self._select_subprotocol = select_subprotocol
-        self._process_request = process_request
-        self._extra_headers = extra_headers
-        self._max_queue = max_queue
-        self._receive_timeout = receive_timeout_of(timeout)
-        self.shutdown_timeout = shutdown_timeout
+        self.options = options
+        self._config = options.config
+        self._receive_timeout = options.receive_timeout
+        self.shutdown_timeout = options.shutdown_timeout
         self._tasks: dict[ScopeLike, StreamWebSocket | None] = {}
         self._idle: EventLike | None = None
         self._closing = False
@@ -1145,6 +1079,11 @@ class StreamServer:
             self._tasks[scope] = None
             try:
                 await self._serve(stream, scope)
+            except Exception:
+                # Nothing one connection does may end the server's accept loop.
+                logger.exception("serving a connection failed")
+                with io.cancel_scope(shield=True):
+                    await io.aclose(stream)
             finally:
                 del self._tasks[scope]
                 if not self._tasks and self._idle is not None:
@@ -1153,14 +1092,15 @@ class StreamServer:
     async def _serve(self, stream: Any, scope: ScopeLike) -> None:
         io = self._io
         config = self._config
+        options = self.options
         conn = ServerConnection(
-            subprotocols=self._protocols,
-            select_subprotocol=self._select_subprotocol,
+            subprotocols=options.protocols,
+            select_subprotocol=options.select_subprotocol,
             config=config,
             now=io.current_time(),
         )
         try:
-            opened = await _server_handshake(io, stream, conn, self._process_request, self._extra_headers)
+            opened = await _server_handshake(io, stream, conn, options.process_request, options.extra_headers)
         except (HandshakeError, WSTimeoutError) as exc:
             logger.debug("opening handshake failed: %s", exc)
             opened = False
@@ -1182,16 +1122,14 @@ class StreamServer:
                     await io.aclose(stream)
             return
         ws = self._ws_class(
-            stream, conn, receive_timeout=self._receive_timeout, max_queue=self._max_queue, io=io
+            stream, conn, receive_timeout=self._receive_timeout, max_queue=options.max_queue, io=io
         )
         self._tasks[scope] = ws
         try:
             async with ws.running(server=True):
                 await self._handler(ws)
-        except ConnectionClosed:
-            pass  # the peer went away while the handler was sending: not the handler's fault
         except Exception:
-            logger.exception("connection handler failed; closed with 1011")
+            pass  # logged by the close policy (handler_close), once
 
     async def shutdown_on_cancel(self) -> None:
         """A task for the server's task group: when the server is cancelled, `shutdown()` (shielded)
@@ -1242,20 +1180,8 @@ async def _server_handshake(
                 conn.receive_eof()
                 return False
             conn.receive_data(data, io.current_time())
-        if process_request is not None:
-            try:
-                response = process_request(conn.request)
-                if inspect.isawaitable(response):
-                    response = await response
-            except Exception:
-                logger.exception("process_request failed; answering 500")
-                response = (500, [], b"Internal Server Error")
-            if conn.state is not State.CONNECTING:
-                return False  # the open timeout passed meanwhile
-            if response is not None:
-                conn.respond(*check_http_response(response))
-                return False
-        conn.accept(extra_headers=extra_headers, now=io.current_time())
+        if not await answer_request(conn, process_request, extra_headers, io.current_time):
+            return False
         try:
             await io.send(stream, conn.data_to_send())
         except io.stream_errors:
@@ -1308,8 +1234,3 @@ def check_listen_args(host: Any, port: Any, sock: Any) -> None:
 
 def _deadline(io: IOBackend, timeout: float | None) -> float:
     return io.current_time() + timeout if timeout else math.inf
-
-
-def receive_timeout_of(timeout: WSTimeout | None) -> float | None:
-    """The default `receive()` bound from `timeout=WSTimeout(...)`."""
-    return None if timeout is None else timeout.receive

@@ -48,6 +48,7 @@ from _wscore_kit.driver import (
 )
 from _wscore_kit.driver import broadcast as _broadcast
 from _wscore_kit.driver import wrap_stream as _wrap_stream
+from _wscore_kit.options import ClientOptions, ServerOptions
 from wscore import (
     Connection,
     ConnectionClosed,
@@ -503,20 +504,8 @@ def connect(
         WebSocket,
         partial(_open_stream, ssl, server_hostname, sock),
         url,
-        protocols=protocols,
-        headers=headers,
-        origin=origin,
-        timeout=timeout,
-        heartbeat=heartbeat,
-        pong_timeout=pong_timeout,
-        autoping=autoping,
-        autoclose=autoclose,
-        compress=compress,
-        max_msg_size=max_msg_size,
-        max_frame_size=max_frame_size,
-        open_timeout=open_timeout,
-        max_queue=max_queue,
-        io=_current_io(),
+        ClientOptions.of(locals()),
+        _current_io(),
     )
 
 
@@ -558,6 +547,7 @@ async def serve(
     ssl: ssl_module.SSLContext | None = None,
     sock: socket.socket | None = None,
     backlog: int = 100,
+    reuse_port: bool = False,
     task_status: anyio.abc.TaskStatus[WSServer] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections until cancelled: `await task_group.start(serve, handler, host, port)`
@@ -576,31 +566,19 @@ async def serve(
     """
     check_listen_args(host, port, sock)
     io = _current_io()
-    server = WSServer(
-        WebSocket,
-        handler,
-        protocols=protocols,
-        select_subprotocol=select_subprotocol,
-        process_request=process_request,
-        extra_headers=extra_headers,
-        timeout=timeout,
-        heartbeat=heartbeat,
-        pong_timeout=pong_timeout,
-        autoping=autoping,
-        autoclose=autoclose,
-        compress=compress,
-        max_msg_size=max_msg_size,
-        max_frame_size=max_frame_size,
-        open_timeout=open_timeout,
-        max_queue=max_queue,
-        shutdown_timeout=shutdown_timeout,
-        io=io,
-    )
+    server = WSServer(WebSocket, handler, ServerOptions.of(locals()), io)
     if sock is not None:
         sock.listen(backlog)
     if io is _ASYNCIO_IO:
         await _serve_asyncio(
-            server, host=host, port=port, sock=sock, ssl=ssl, backlog=backlog, task_status=task_status
+            server,
+            host=host,
+            port=port,
+            sock=sock,
+            ssl=ssl,
+            backlog=backlog,
+            reuse_port=reuse_port,
+            task_status=task_status,
         )
         return
     listener: anyio.abc.Listener[Any]
@@ -608,7 +586,9 @@ async def serve(
         listener = await anyio.abc.SocketListener.from_socket(sock)
         server.sockets = [sock]
     else:
-        multi = await anyio.create_tcp_listener(local_host=host, local_port=port or 0, backlog=backlog)
+        multi = await anyio.create_tcp_listener(
+            local_host=host, local_port=port or 0, backlog=backlog, reuse_port=reuse_port
+        )
         server.sockets = [item.extra(SocketAttribute.raw_socket) for item in multi.listeners]
         listener = multi
     if ssl is not None:
@@ -628,6 +608,7 @@ async def _serve_asyncio(
     sock: socket.socket | None,
     ssl: ssl_module.SSLContext | None,
     backlog: int,
+    reuse_port: bool,
     task_status: anyio.abc.TaskStatus[WSServer],
 ) -> None:
     """`serve()` on the asyncio backend: asyncio's server, each connection an `_AsyncioStream`
@@ -645,7 +626,11 @@ async def _serve_asyncio(
     async with anyio.create_task_group() as tg:
         where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port or 0}
         listening = await loop.create_server(
-            lambda: _AsyncioStream(on_connect), ssl=ssl, backlog=backlog, **where
+            lambda: _AsyncioStream(on_connect),
+            ssl=ssl,
+            backlog=backlog,
+            reuse_port=reuse_port or None,
+            **where,
         )
         try:
             server.sockets = list(listening.sockets)

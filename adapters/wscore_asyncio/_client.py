@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl as ssl_module
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSTimeout, header_pairs, make_config, parse_url
+from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSTimeout, header_pairs, parse_url
+from _wscore_kit.options import ClientOptions
 from wscore import ClientConnection, DeflateOptions, WSTimeoutError
+from wscore.handshake import HeadersLike
 
 from ._connection import WebSocket
 
@@ -30,55 +32,27 @@ def client_ssl_context(ssl: ssl_module.SSLContext | bool | None) -> ssl_module.S
     return ssl_module.create_default_context()
 
 
-async def _open(
-    url: str,
-    *,
-    protocols: Sequence[str],
-    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
-    origin: str | None,
-    timeout: WSTimeout,
-    open_timeout: float | None,
-    heartbeat: float | None,
-    pong_timeout: float | None,
-    autoping: bool,
-    autoclose: bool,
-    compress: bool | int | DeflateOptions | None,
-    max_msg_size: int | None,
-    max_queue: int,
-    ssl: ssl_module.SSLContext | bool | None,
-    server_hostname: str | None,
-    sock: socket.socket | None,
-) -> WebSocket:
+async def _open(url: str, options: ClientOptions) -> WebSocket:
     parsed = parse_url(url)
-    if isinstance(protocols, str):
-        raise TypeError("protocols must be a sequence of str, not a str")
-    config = make_config(
-        heartbeat=heartbeat,
-        pong_timeout=pong_timeout,
-        autoping=autoping,
-        autoclose=autoclose,
-        timeout=timeout,
-        open_timeout=open_timeout,
-        compress=compress,
-        max_msg_size=max_msg_size,
-    )
+    open_timeout = options.open_timeout
     loop = asyncio.get_running_loop()
     conn = ClientConnection(
         parsed.host_header,
         parsed.target,
-        subprotocols=protocols,
-        origin=origin,
-        extra_headers=header_pairs(headers),
-        config=config,
+        subprotocols=options.protocols,
+        origin=options.origin,
+        extra_headers=header_pairs(options.headers),  # type: ignore[arg-type]  # checked by the core
+        config=options.config,
         now=loop.time(),
     )
-    ws = WebSocket(conn, max_queue=max_queue, receive_timeout=timeout.receive, loop=loop)
-    context = client_ssl_context(ssl) if parsed.secure else None
+    ws = WebSocket(conn, max_queue=options.max_queue, receive_timeout=options.receive_timeout, loop=loop)
+    context = client_ssl_context(options.ssl) if parsed.secure else None
     kwargs: dict[str, Any] = {"ssl": context}
     if context is not None:
+        server_hostname = options.server_hostname
         kwargs["server_hostname"] = server_hostname if server_hostname is not None else parsed.host
-    if sock is not None:
-        kwargs["sock"] = sock
+    if options.sock is not None:
+        kwargs["sock"] = options.sock
         connecting = loop.create_connection(lambda: ws, **kwargs)
     else:
         connecting = loop.create_connection(lambda: ws, parsed.host, parsed.port, **kwargs)
@@ -120,7 +94,7 @@ class connect:
         url: str,
         *,
         protocols: Sequence[str] = (),
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        headers: HeadersLike | Mapping[str, str] | None = None,
         origin: str | None = None,
         timeout: WSTimeout | None = None,
         open_timeout: float | None = 10.0,
@@ -130,36 +104,21 @@ class connect:
         autoclose: bool = True,
         compress: bool | int | DeflateOptions | None = 0,
         max_msg_size: int | None = 4 * 1024 * 1024,
+        max_frame_size: int | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
         ssl: ssl_module.SSLContext | bool | None = None,
         server_hostname: str | None = None,
         sock: socket.socket | None = None,
     ) -> None:
         self._ws: WebSocket | None = None
-        self._coro_args: dict[str, Any] = {
-            "protocols": protocols,
-            "headers": headers,
-            "origin": origin,
-            "timeout": timeout or WSTimeout(),
-            "open_timeout": open_timeout,
-            "heartbeat": heartbeat,
-            "pong_timeout": pong_timeout,
-            "autoping": autoping,
-            "autoclose": autoclose,
-            "compress": compress,
-            "max_msg_size": max_msg_size,
-            "max_queue": max_queue,
-            "ssl": ssl,
-            "server_hostname": server_hostname,
-            "sock": sock,
-        }
+        self._options = ClientOptions.of(locals())
         self._url = url
 
     def __await__(self) -> Generator[Any, None, WebSocket]:
-        return _open(self._url, **self._coro_args).__await__()
+        return _open(self._url, self._options).__await__()
 
     async def __aenter__(self) -> WebSocket:
-        self._ws = await _open(self._url, **self._coro_args)
+        self._ws = await _open(self._url, self._options)
         return self._ws
 
     async def __aexit__(

@@ -3,64 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
-import logging
 import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
-from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSTimeout, check_http_response, echo_handler, make_config
-from wscore import (
-    ConnectionClosed,
-    DeflateOptions,
-    HandshakeError,
-    Request,
-    ServerConnection,
-    State,
-    WSConfig,
-)
+from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSTimeout, echo_handler
+from _wscore_kit.options import ServerOptions
+from _wscore_kit.server import ProcessRequest, answer_request, handler_close, logger
+from wscore import DeflateOptions, ServerConnection
+from wscore.handshake import HeadersLike, SubprotocolSelector
 
 from ._connection import WebSocket
 
 __all__ = ["Server", "accept_socket", "echo", "echo_handler", "serve"]
 
-logger = logging.getLogger("wscore_asyncio")
 
 Handler = Callable[[WebSocket], Awaitable[Any]]
-ProcessRequest = Callable[[Request], Any]
-"""`process_request(request)` -> None (upgrade) or `(status, headers, body)`; may be sync or async."""
-SelectSubprotocol = Callable[[Sequence[str]], "str | None"]
 
 
-async def _handshake(ws: WebSocket, process_request: ProcessRequest | None) -> bool:
-    """Answer the upgrade request that `ws` has received: a plain response from `process_request`, a
-    refusal (400/426) for an invalid upgrade, or the 101. True once the connection is OPEN."""
+async def _handshake(
+    ws: WebSocket, process_request: ProcessRequest | None, extra_headers: HeadersLike
+) -> bool:
+    """Answer the upgrade request that `ws` has received (the kit's `answer_request`) and write the
+    answer. True once the connection is OPEN."""
     conn = ws.core
-    assert isinstance(conn, ServerConnection) and conn.request is not None
+    assert isinstance(conn, ServerConnection)
     loop = asyncio.get_running_loop()
-    try:
-        response = None
-        if process_request is not None:
-            response = process_request(conn.request)
-            if inspect.isawaitable(response):
-                response = await response
-        if conn.state is not State.CONNECTING:
-            return False  # the client went away (or the open timeout passed) meanwhile
-        if response is not None:
-            conn.respond(*check_http_response(response))
-            ws._sync()
-            return False
-        conn.accept(now=loop.time())
-    except HandshakeError:
-        ws._sync()  # the core wrote the 400/426 and wants the transport closed
-        return False
-    except Exception:
-        logger.exception("process_request or accept failed; answering 500")
-        if conn.state is State.CONNECTING:
-            conn.respond(500, [], b"Internal Server Error")
-        ws._sync()
+    if not await answer_request(conn, process_request, extra_headers, loop.time):
+        ws._sync()  # the plain answer, refusal or 500, then the transport closes
         return False
     ws._handshaking = False
     ws._resume_reading()
@@ -72,26 +44,11 @@ class Server:
     """A running WebSocket server (from `serve()`). `close()` closes every connection with 1001 and
     waits for the handlers (at most `shutdown_timeout`, then cancels them)."""
 
-    def __init__(
-        self,
-        handler: Handler,
-        *,
-        config: WSConfig,
-        protocols: Sequence[str],
-        select_subprotocol: SelectSubprotocol | None,
-        process_request: ProcessRequest | None,
-        max_queue: int,
-        receive_timeout: float | None,
-        shutdown_timeout: float,
-    ) -> None:
+    def __init__(self, handler: Handler, options: ServerOptions) -> None:
         self._handler = handler
-        self._config = config
-        self._protocols = list(protocols)
-        self._select_subprotocol = select_subprotocol
-        self._process_request = process_request
-        self._max_queue = max_queue
-        self._receive_timeout = receive_timeout
-        self._shutdown_timeout = shutdown_timeout
+        self.options = options
+        self._config = options.config
+        self._receive_timeout = options.receive_timeout
         self._server: asyncio.Server | None = None
         self._connections: set[WebSocket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -99,14 +56,15 @@ class Server:
         self._loop = asyncio.get_running_loop()
 
     def _make_protocol(self) -> WebSocket:
+        options = self.options
         conn = ServerConnection(
-            subprotocols=self._protocols,
-            select_subprotocol=self._select_subprotocol,
+            subprotocols=options.protocols,
+            select_subprotocol=options.select_subprotocol,
             config=self._config,
             now=self._loop.time(),
         )
         ws = WebSocket(
-            conn, max_queue=self._max_queue, receive_timeout=self._receive_timeout, loop=self._loop
+            conn, max_queue=options.max_queue, receive_timeout=self._receive_timeout, loop=self._loop
         )
         ws._on_request = self._on_request
         ws._registry = self._connections
@@ -122,18 +80,16 @@ class Server:
 
     async def _run(self, ws: WebSocket) -> None:
         try:
-            if not await _handshake(ws, self._process_request):
+            if not await _handshake(ws, self.options.process_request, self.options.extra_headers):
                 await ws._wait_lost()
                 return
+            error: Exception | None = None
             try:
                 await self._handler(ws)
-            except ConnectionClosed:
-                pass  # the peer went away while the handler was sending: not the handler's fault
-            except Exception:
-                logger.exception("connection handler failed; closing with 1011")
-                await ws.close(code=1011, message="internal error")
-            else:
-                await ws.close()
+            except Exception as exc:
+                error = exc
+            code, reason = handler_close(error, ws.closed)
+            await ws.close(code=code, message=reason)
         except asyncio.CancelledError:
             ws._abort()
             raise
@@ -187,7 +143,7 @@ class Server:
                 closes.append(self._loop.create_task(ws.close(code=code, message=reason)))
         tasks = set(self._tasks) | set(closes)
         if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=self._shutdown_timeout)
+            _done, pending = await asyncio.wait(tasks, timeout=self.options.shutdown_timeout)
             for task in pending:
                 task.cancel()
             if pending:
@@ -233,8 +189,9 @@ class serve:
         port: int | None = None,
         *,
         protocols: Sequence[str] = (),
-        select_subprotocol: SelectSubprotocol | None = None,
+        select_subprotocol: SubprotocolSelector | None = None,
         process_request: ProcessRequest | None = None,
+        extra_headers: HeadersLike = (),
         timeout: WSTimeout | None = None,
         open_timeout: float | None = 10.0,
         heartbeat: float | None = None,
@@ -243,48 +200,28 @@ class serve:
         autoclose: bool = True,
         compress: bool | int | DeflateOptions | None = True,
         max_msg_size: int | None = 4 * 1024 * 1024,
+        max_frame_size: int | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        shutdown_timeout: float = 10.0,
         ssl: ssl_module.SSLContext | None = None,
         sock: socket.socket | None = None,
-        shutdown_timeout: float = 10.0,
         backlog: int = 100,
-        reuse_port: bool | None = None,
+        reuse_port: bool = False,
     ) -> None:
-        if isinstance(protocols, str):
-            raise TypeError("protocols must be a sequence of str, not a str")
-        timeout = timeout or WSTimeout()
-        config = make_config(
-            heartbeat=heartbeat,
-            pong_timeout=pong_timeout,
-            autoping=autoping,
-            autoclose=autoclose,
-            timeout=timeout,
-            open_timeout=open_timeout,
-            compress=compress,
-            max_msg_size=max_msg_size,
-        )
         self._handler = handler
-        self._server_args: dict[str, Any] = {
-            "config": config,
-            "protocols": protocols,
-            "select_subprotocol": select_subprotocol,
-            "process_request": process_request,
-            "max_queue": max_queue,
-            "receive_timeout": timeout.receive,
-            "shutdown_timeout": shutdown_timeout,
-        }
+        self._options = ServerOptions.of(locals())
         self._listen_args: dict[str, Any] = {
             "host": host,
             "port": port,
             "ssl": ssl,
             "sock": sock,
             "backlog": backlog,
-            "reuse_port": reuse_port,
+            "reuse_port": reuse_port or None,
         }
         self._server: Server | None = None
 
     async def _start(self) -> Server:
-        server = Server(self._handler, **self._server_args)
+        server = Server(self._handler, self._options)
         loop = asyncio.get_running_loop()
         server._server = await loop.create_server(server._make_protocol, **self._listen_args)
         return server
@@ -310,9 +247,9 @@ async def accept_socket(
     sock: socket.socket,
     *,
     protocols: Sequence[str] = (),
-    select_subprotocol: SelectSubprotocol | None = None,
+    select_subprotocol: SubprotocolSelector | None = None,
     process_request: ProcessRequest | None = None,
-    ssl: ssl_module.SSLContext | None = None,
+    extra_headers: HeadersLike = (),
     timeout: WSTimeout | None = None,
     open_timeout: float | None = 10.0,
     heartbeat: float | None = None,
@@ -321,26 +258,22 @@ async def accept_socket(
     autoclose: bool = True,
     compress: bool | int | DeflateOptions | None = True,
     max_msg_size: int | None = 4 * 1024 * 1024,
+    max_frame_size: int | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> WebSocket | None:
     """Do the server's handshake on a socket someone else accepted; the open `WebSocket`, or None
-    when the request was answered with plain HTTP or refused (the socket is then closed)."""
-    timeout = timeout or WSTimeout()
-    config = make_config(
-        heartbeat=heartbeat,
-        pong_timeout=pong_timeout,
-        autoping=autoping,
-        autoclose=autoclose,
-        timeout=timeout,
-        open_timeout=open_timeout,
-        compress=compress,
-        max_msg_size=max_msg_size,
-    )
+    when the request was answered with plain HTTP or refused (the socket is then closed). The options
+    are `serve()`'s."""
+    options = ServerOptions.of(locals())
     loop = asyncio.get_running_loop()
     conn = ServerConnection(
-        subprotocols=protocols, select_subprotocol=select_subprotocol, config=config, now=loop.time()
+        subprotocols=options.protocols,
+        select_subprotocol=select_subprotocol,
+        config=options.config,
+        now=loop.time(),
     )
-    ws = WebSocket(conn, max_queue=max_queue, receive_timeout=timeout.receive, loop=loop)
+    ws = WebSocket(conn, max_queue=max_queue, receive_timeout=options.receive_timeout, loop=loop)
     requested: asyncio.Future[None] = loop.create_future()
 
     def on_request(_: WebSocket) -> None:
@@ -352,7 +285,7 @@ async def accept_socket(
     try:
         await loop.connect_accepted_socket(lambda: ws, sock, ssl=ssl)
         await requested
-        if ws.request is not None and await _handshake(ws, process_request):
+        if ws.request is not None and await _handshake(ws, process_request, extra_headers):
             return ws
     except BaseException:
         ws._abort()

@@ -40,6 +40,7 @@ from _wscore_kit.driver import (
 )
 from _wscore_kit.driver import broadcast as _broadcast
 from _wscore_kit.driver import wrap_stream as _wrap_stream
+from _wscore_kit.options import ClientOptions, ServerOptions
 from wscore import (
     Connection,
     ConnectionClosed,
@@ -220,19 +221,7 @@ def connect(
         WebSocket,
         partial(_open_stream, ssl, server_hostname, sock),
         url,
-        protocols=protocols,
-        headers=headers,
-        origin=origin,
-        timeout=timeout,
-        heartbeat=heartbeat,
-        pong_timeout=pong_timeout,
-        autoping=autoping,
-        autoclose=autoclose,
-        compress=compress,
-        max_msg_size=max_msg_size,
-        max_frame_size=max_frame_size,
-        open_timeout=open_timeout,
-        max_queue=max_queue,
+        ClientOptions.of(locals()),
     )
 
 
@@ -260,6 +249,40 @@ class WSServer(StreamServer):
         return port
 
 
+async def _tcp_listeners(
+    host: str | None, port: int, backlog: int, reuse_port: bool
+) -> list[trio.abc.Listener[Any]]:
+    """trio's `open_tcp_listeners`, or with SO_REUSEPORT (several processes accept on one port) the
+    same binding done here, since trio's has no such option."""
+    if not reuse_port:
+        return list(await trio.open_tcp_listeners(port, host=host, backlog=backlog))
+    if not hasattr(trio.socket, "SO_REUSEPORT"):
+        raise ValueError("reuse_port is not supported on this platform (no SO_REUSEPORT)")
+    infos = await trio.socket.getaddrinfo(
+        host, port, type=trio.socket.SOCK_STREAM, flags=trio.socket.AI_PASSIVE
+    )
+    listeners: list[trio.abc.Listener[Any]] = []
+    try:
+        for family, kind, proto, _, address in infos:
+            sock = trio.socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+                sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
+                if family == trio.socket.AF_INET6:
+                    sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, 1)
+                await sock.bind(address)
+                sock.listen(backlog)
+            except BaseException:
+                sock.close()
+                raise
+            listeners.append(trio.SocketListener(sock))
+    except BaseException:
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
+        raise
+    return listeners
+
+
 async def serve(
     handler: Callable[[WebSocket], Awaitable[Any]],
     host: str | None = None,
@@ -283,6 +306,7 @@ async def serve(
     ssl: ssl_module.SSLContext | None = None,
     sock: socket.socket | None = None,
     backlog: int = 100,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[WSServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections until cancelled: `await nursery.start(serve, handler, host, port)`
@@ -300,31 +324,13 @@ async def serve(
       host/port. The other options are `connect()`'s.
     """
     check_listen_args(host, port, sock)
-    server = WSServer(
-        WebSocket,
-        handler,
-        protocols=protocols,
-        select_subprotocol=select_subprotocol,
-        process_request=process_request,
-        extra_headers=extra_headers,
-        timeout=timeout,
-        heartbeat=heartbeat,
-        pong_timeout=pong_timeout,
-        autoping=autoping,
-        autoclose=autoclose,
-        compress=compress,
-        max_msg_size=max_msg_size,
-        max_frame_size=max_frame_size,
-        open_timeout=open_timeout,
-        max_queue=max_queue,
-        shutdown_timeout=shutdown_timeout,
-    )
+    server = WSServer(WebSocket, handler, ServerOptions.of(locals()))
     listeners: list[trio.abc.Listener[Any]]
     if sock is not None:
         sock.listen(backlog)
         listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock))]
     else:
-        listeners = list(await trio.open_tcp_listeners(port or 0, host=host, backlog=backlog))
+        listeners = await _tcp_listeners(host, port or 0, backlog, reuse_port)
     if ssl is not None:
         listeners = [trio.SSLListener(listener, ssl, https_compatible=True) for listener in listeners]
     server.listeners = listeners
