@@ -40,6 +40,7 @@ from wscore import (
     State,
     WSMessage,
     WSMsgType,
+    WSTimeoutError,
     encode_frame,
 )
 
@@ -72,9 +73,9 @@ def _read_buffer() -> memoryview:
     return view
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
+def _expire(waiter: asyncio.Future[None], timeout: float) -> None:
     if not waiter.done():
-        waiter.set_exception(asyncio.TimeoutError())
+        waiter.set_exception(WSTimeoutError(f"no message within {timeout} s"))
 
 
 class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
@@ -358,8 +359,8 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         """The next message. TEXT/BINARY (and PING/PONG with autoping off) as they arrive; then CLOSE
         (the peer's code in `data`, reason in `extra`) or ERROR (the exception); then CLOSED forever.
 
-        `timeout` (default: the connection's receive timeout) raises `asyncio.TimeoutError` and leaves
-        the connection open. Only one task may receive at a time (`RuntimeError` otherwise).
+        `timeout` (default: the connection's receive timeout; 0: do not wait) raises `WSTimeoutError`
+        and leaves the connection open. Only one task may receive at a time (`RuntimeError` otherwise).
         """
         if self._waiter is not None:
             raise RuntimeError("Concurrent call to receive() is not allowed")
@@ -382,9 +383,11 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
                 waiter = self._waiter = asyncio.Future(loop=self._loop)
             else:
                 waiter = self._waiter = self._loop.create_future()
-            timeout = timeout or self._receive_timeout
-            if timeout:
-                handle = self._loop.call_later(timeout, _expire, waiter)
+            if timeout is None:
+                timeout = self._receive_timeout
+            if timeout is not None:
+                # 0 does not wait: a message already queued, else WSTimeoutError (as on trio/anyio).
+                handle = self._loop.call_later(timeout, _expire, waiter, timeout)
                 try:
                     await waiter
                 finally:

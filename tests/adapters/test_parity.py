@@ -1,0 +1,223 @@
+"""Where the adapters used to disagree, one test body on every adapter: a HEAD request, failing
+server callbacks, a handler hit by another connection's ConnectionClosed, `receive(timeout=0)`, and the
+option lists (compared with the kit's one declaration)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import pytest
+
+import wscore_anyio
+import wscore_asyncio
+import wscore_trio
+from _wscore_kit.options import ClientOptions, ServerOptions
+from wscore import ConnectionClosed, Request, WSCloseCode, WSMsgType, WSTimeoutError
+
+from .conftest import Adapter
+
+pytestmark = pytest.mark.anyio
+MODULES = [wscore_asyncio, wscore_trio, wscore_anyio]
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+
+
+# -- one declaration of the options ----------------------------------------------------------------
+
+
+def _keyword_params(fn: Callable[..., Any]) -> dict[str, Any]:
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    return {
+        name: param.default
+        for name, param in inspect.signature(target).parameters.items()
+        if param.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def _fields(options: type[Any]) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(options)}
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_connect_takes_exactly_the_client_options(module: Any) -> None:
+    assert _keyword_params(module.connect) == _fields(ClientOptions)
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_serve_takes_exactly_the_server_options(module: Any) -> None:
+    params = _keyword_params(module.serve)
+    params.pop("task_status", None)  # trio's and anyio's idiom for a started server
+    assert params == _fields(ServerOptions)
+
+
+def test_accept_socket_takes_the_server_options_of_one_connection() -> None:
+    listening_only = {"shutdown_timeout", "sock", "backlog", "reuse_port"}
+    expected = {k: v for k, v in _fields(ServerOptions).items() if k not in listening_only}
+    assert _keyword_params(wscore_asyncio.accept_socket) == expected
+
+
+def test_the_wrap_helpers_take_the_same_options() -> None:
+    stream = _keyword_params(wscore_trio.wrap_stream)
+    assert _keyword_params(wscore_anyio.wrap_stream) == stream
+    transport = _keyword_params(wscore_asyncio.wrap_transport)
+    transport.pop("initial_data")  # what asyncio's protocol hand-over read past the request
+    assert transport == stream
+
+
+# -- the server path -------------------------------------------------------------------------------
+
+
+async def _raw_exchange(url: str, request: bytes) -> bytes:
+    """Send `request` on a plain TCP connection to the server at `url`; everything it answered
+    before closing."""
+    port = urlsplit(url).port
+    assert port is not None
+    answer = b""
+    with anyio.fail_after(10):
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(request)
+            try:
+                while True:
+                    answer += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+    return answer
+
+
+async def _echo(ws: Any) -> None:
+    async for msg in ws:
+        await ws.send_str(msg.data)
+
+
+async def _still_echoes(adapter: Adapter, url: str) -> None:
+    async with adapter.connect(url) as ws:
+        await ws.send_str("still there")
+        assert await ws.receive_str() == "still there"
+
+
+def _page(request: Request) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    if request.path == "/page":
+        return 200, [("Content-Type", "text/plain")], b"a page body"
+    if request.path == "/boom":
+        raise RuntimeError("process_request failure (expected by the test)")
+    if request.path == "/crlf":
+        return 200, [("X-Bad", "a\r\nSet-Cookie: injected=1")], b"never"
+    if request.path == "/not-a-response":
+        return "not a response"  # type: ignore[return-value]
+    return None
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status", "body"),
+    [
+        (b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", b"400", b""),
+        (b"HEAD /page HTTP/1.1\r\nHost: x\r\n\r\n", b"200", b""),
+        (b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n", b"200", b"a page body"),
+        (b"HEAD /boom HTTP/1.1\r\nHost: x\r\n\r\n", b"500", b""),
+        (b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n", b"500", b"Internal Server Error\n"),
+        (b"GET /crlf HTTP/1.1\r\nHost: x\r\n\r\n", b"500", b"Internal Server Error\n"),
+        (b"GET /not-a-response HTTP/1.1\r\nHost: x\r\n\r\n", b"500", b"Internal Server Error\n"),
+    ],
+    ids=["head-upgrade-path", "head-page", "get-page", "head-raises", "get-raises", "crlf", "bad-return"],
+)
+async def test_plain_http_gets_one_answer_and_the_server_survives(
+    adapter: Adapter, request_line: bytes, status: bytes, body: bytes
+) -> None:
+    """RFC 9110 §9.3.2: HEAD gets the headers a GET would get and no body; a failing or misbehaving
+    `process_request` is a 500 for that request only. Then the same server still serves."""
+    async with adapter.run_server(_echo, process_request=_page) as url:
+        answer = await _raw_exchange(url, request_line)
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == status, answer
+        assert rest == body, answer  # one response, nothing after it
+        assert b"injected" not in answer
+        await _still_echoes(adapter, url)
+
+
+@pytest.mark.parametrize(
+    "select",
+    [lambda offered: 1 / 0 if offered else None, lambda offered: 42 if offered else None],
+    ids=["raises", "returns-an-int"],
+)
+async def test_a_failing_select_subprotocol_is_a_500(adapter: Adapter, select: Any) -> None:
+    async with adapter.run_server(_echo, select_subprotocol=select) as url:
+        answer = await _raw_exchange(url, UPGRADE + b"Sec-WebSocket-Protocol: chat\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 500 "), answer
+        await _still_echoes(adapter, url)
+
+
+async def test_connection_closed_from_another_connection_is_the_handlers_failure(adapter: Adapter) -> None:
+    """A handler that relays to a connection that has gone (a chat room by hand) and lets the
+    ConnectionClosed escape has failed: its own client gets 1011, not silence and not 1000."""
+    gone: list[Any] = []
+    first_done = anyio.Event()
+
+    async def handler(ws: Any) -> None:
+        if not gone:
+            gone.append(ws)
+            await ws.receive()  # until its client leaves
+            first_done.set()
+            return
+        await first_done.wait()
+        await ws.receive_str()
+        await gone[0].send_str("relayed")  # raises ConnectionClosed: that connection is closed
+
+    async with adapter.run_server(handler) as url:
+        async with adapter.connect(url) as first:
+            await first.send_str("hello")  # the handler has it once this is read back... or closed
+        async with adapter.connect(url) as second:
+            await second.send_str("relay this")
+            with anyio.fail_after(10):
+                msg = await second.receive()
+            assert (msg.type, msg.data) == (WSMsgType.CLOSE, WSCloseCode.INTERNAL_ERROR)
+
+
+async def test_connection_closed_about_its_own_connection_is_the_peer_leaving(adapter: Adapter) -> None:
+    seen: list[BaseException] = []
+    done = anyio.Event()
+
+    async def handler(ws: Any) -> None:
+        if seen:
+            await _echo(ws)
+            return
+        try:
+            await ws.receive()  # the client's close
+            await ws.send_str("too late")
+        except ConnectionClosed as exc:
+            seen.append(exc)
+            raise
+        finally:
+            done.set()
+
+    async with adapter.run_server(handler) as url:
+        async with adapter.connect(url) as ws:
+            await ws.close()
+            assert ws.close_code == 1000
+        with anyio.fail_after(10):
+            await done.wait()
+        assert len(seen) == 1
+        await _still_echoes(adapter, url)
+
+
+# -- receive(timeout=0) ----------------------------------------------------------------------------
+
+
+async def test_receive_with_timeout_zero_does_not_wait(adapter: Adapter) -> None:
+    """0 means "only what is already here": with nothing queued, `WSTimeoutError` at once (not the
+    default bound, not forever); the connection stays open and usable."""
+    async with (
+        adapter.run_server(_echo) as url,
+        adapter.connect(url, timeout=wscore_asyncio.WSTimeout(receive=60)) as ws,
+    ):
+        with pytest.raises(WSTimeoutError), anyio.fail_after(5):
+            await ws.receive(timeout=0)
+        assert not ws.closed
+        await ws.send_str("after")
+        assert await ws.receive_str() == "after"
