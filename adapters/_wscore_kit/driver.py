@@ -960,12 +960,12 @@ class StreamWebSocket(WebSocketBase):
 @asynccontextmanager
 async def connect_stream(
     ws_class: type[StreamWebSocket],
-    open_stream: Callable[[WSURL], Awaitable[Any]],
+    open_stream: Callable[[ClientOptions, WSURL], Awaitable[Any]],
     url: str,
     options: ClientOptions,
     io: IOBackend | None = None,
 ) -> AsyncIterator[Any]:
-    """The body of every adapter's `connect()`: `open_stream(parsed_url)` (TCP, TLS) and the opening
+    """The body of every adapter's `connect()`: `open_stream(options, parsed_url)` (TCP, TLS) and the opening
     handshake within `open_timeout` (`WSTimeoutError`), then the connection for the `async with` body.
     `io` overrides `ws_class.io` (an adapter's primitives for the running event loop)."""
     parsed = parse_url(url)
@@ -988,7 +988,7 @@ async def connect_stream(
         with io.cancel_scope(
             deadline=io.current_time() + open_timeout if open_timeout else math.inf
         ) as scope:
-            stream = await open_stream(parsed)
+            stream = await open_stream(options, parsed)
             await io.send(stream, conn.data_to_send())
             while conn.state is State.CONNECTING:
                 data = await io.receive(stream)

@@ -1,16 +1,18 @@
-"""The options of every adapter's `connect()` and `serve()`, declared once.
+"""The options of every adapter's `connect()`, `serve()` and `accept_socket()`, declared once.
 
-Each adapter's public callables spell the keyword arguments out (for `help()`, IDEs and type
-checkers) and hand them to `ClientOptions.of(locals())` / `ServerOptions.of(locals())`;
-`tests/adapters/test_options.py` compares every adapter's signatures with the fields below, names and
-defaults, and fails on any drift.
+An adapter's public callable takes `**options: Unpack[ClientKwargs]` (or `ServerKwargs`, `AcceptKwargs`)
+and builds `ClientOptions.of(options)` / `ServerOptions.of(options)`; `with_options` gives it the full
+signature at run time (for `help()`, `inspect` and IDEs), so the names, types and defaults exist once
+here. `tests/adapters/test_parity.py` checks every adapter's signatures and these declarations against
+each other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, TypeVar
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, fields
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from wscore import DeflateOptions, WSConfig
 from wscore.handshake import HeadersLike, SubprotocolSelector
@@ -22,17 +24,20 @@ if TYPE_CHECKING:  # annotations only: the kit imports no I/O module
     import socket
     import ssl as ssl_module
 
-__all__ = ["ClientOptions", "ServerOptions"]
+__all__ = [
+    "AcceptKwargs",
+    "ClientKwargs",
+    "ClientOptions",
+    "ServerKwargs",
+    "ServerOptions",
+    "with_options",
+]
 
 _MiB = 1024 * 1024
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-_O = TypeVar("_O", bound="_Options")
-
-
-class _Options:
-    """What the client's and the server's options share (the fields are the subclasses')."""
-
+class _CommonKwargs(TypedDict, total=False):
     protocols: Sequence[str]
     timeout: WSTimeout | None
     open_timeout: float | None
@@ -45,11 +50,64 @@ class _Options:
     max_frame_size: int | None
     max_queue: int
 
+
+class ClientKwargs(_CommonKwargs, total=False):
+    """The keyword arguments of every adapter's `connect()` (see `ClientOptions`)."""
+
+    headers: HeadersLike | Mapping[str, str] | None
+    origin: str | None
+    ssl: ssl_module.SSLContext | bool | None
+    server_hostname: str | None
+    sock: socket.socket | None
+
+
+class AcceptKwargs(_CommonKwargs, total=False):
+    """The keyword arguments of a server's one connection (`accept_socket()`; see `ServerOptions`)."""
+
+    select_subprotocol: SubprotocolSelector | None
+    process_request: ProcessRequest | None
+    extra_headers: HeadersLike
+    ssl: ssl_module.SSLContext | None
+
+
+class ServerKwargs(AcceptKwargs, total=False):
+    """The keyword arguments of every adapter's `serve()` (see `ServerOptions`)."""
+
+    shutdown_timeout: float
+    sock: socket.socket | None
+    backlog: int
+    reuse_port: bool
+
+
+_O = TypeVar("_O", bound="_Options")
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What the client's and the server's options share."""
+
+    protocols: Sequence[str] = ()
+    timeout: WSTimeout | None = None
+    """`WSTimeout(receive=, close=)`: the default bound of each `receive()`, and of the close."""
+    open_timeout: float | None = 10.0
+    heartbeat: float | None = None
+    pong_timeout: float | None = None
+    autoping: bool = True
+    autoclose: bool = True
+    max_msg_size: int | None = 4 * _MiB
+    max_frame_size: int | None = None
+    max_queue: int = DEFAULT_MAX_QUEUE
+    compress: bool | int | DeflateOptions | None = 0
+
     @classmethod
-    def of(cls: type[_O], values: Mapping[str, Any]) -> _O:
-        """The options from a callable's `locals()`: its other arguments (url, handler, host, ...)
-        are ignored."""
-        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})  # type: ignore[arg-type]
+    def of(cls: type[_O], values: Mapping[str, Any], *, only: Sequence[str] | None = None) -> _O:
+        """The options from a callable's keyword arguments; `TypeError` for a name that is not one
+        (or not one of `only`)."""
+        allowed = set(only) if only is not None else {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
+        return cls(**values)
 
     def __post_init__(self) -> None:
         if isinstance(self.protocols, str):
@@ -82,19 +140,8 @@ class _Options:
 class ClientOptions(_Options):
     """What `connect()` takes besides the URL (aiohttp's `ws_connect` names)."""
 
-    protocols: Sequence[str] = ()
     headers: HeadersLike | Mapping[str, str] | None = None
     origin: str | None = None
-    timeout: WSTimeout | None = None
-    open_timeout: float | None = 10.0
-    heartbeat: float | None = None
-    pong_timeout: float | None = None
-    autoping: bool = True
-    autoclose: bool = True
-    compress: bool | int | DeflateOptions | None = 0
-    max_msg_size: int | None = 4 * _MiB
-    max_frame_size: int | None = None
-    max_queue: int = DEFAULT_MAX_QUEUE
     ssl: ssl_module.SSLContext | bool | None = None
     server_hostname: str | None = None
     sock: socket.socket | None = None
@@ -104,22 +151,39 @@ class ClientOptions(_Options):
 class ServerOptions(_Options):
     """What `serve()` takes besides the handler and the address."""
 
-    protocols: Sequence[str] = ()
+    compress: bool | int | DeflateOptions | None = True
     select_subprotocol: SubprotocolSelector | None = None
     process_request: ProcessRequest | None = None
     extra_headers: HeadersLike = ()
-    timeout: WSTimeout | None = None
-    open_timeout: float | None = 10.0
-    heartbeat: float | None = None
-    pong_timeout: float | None = None
-    autoping: bool = True
-    autoclose: bool = True
-    compress: bool | int | DeflateOptions | None = True
-    max_msg_size: int | None = 4 * _MiB
-    max_frame_size: int | None = None
-    max_queue: int = DEFAULT_MAX_QUEUE
     shutdown_timeout: float = 10.0
     ssl: ssl_module.SSLContext | None = None
     sock: socket.socket | None = None
     backlog: int = 100
     reuse_port: bool = False
+
+
+ACCEPT_OPTIONS = tuple(AcceptKwargs.__annotations__)
+"""The names `accept_socket()` takes: a server's options less those of listening."""
+
+
+def with_options(options: type[_Options], only: Sequence[str] | None = None) -> Callable[[_F], _F]:
+    """Decorate a callable that takes `**options`: its run-time signature lists the options' fields
+    (all, or `only` these) as keyword-only parameters with their defaults."""
+
+    def decorate(fn: _F) -> _F:
+        signature = inspect.signature(fn)
+        params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        params.extend(
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=inspect.Parameter.empty if f.default is MISSING else f.default,
+                annotation=f.type,
+            )
+            for f in fields(options)
+            if only is None or f.name in only
+        )
+        fn.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        return fn
+
+    return decorate

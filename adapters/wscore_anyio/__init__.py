@@ -20,22 +20,21 @@ import math
 import socket
 import ssl as ssl_module
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, suppress
-from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSListener, TLSStream
 
-from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSURL, WSTimeout
+from _wscore_kit import public as _public
+from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSURL
 from _wscore_kit.driver import (
     HIGH_WATER,
     EventLike,
     IOBackend,
-    ProcessRequest,
     PushSource,
     RecvSome,
     ScopeLike,
@@ -44,53 +43,25 @@ from _wscore_kit.driver import (
     StreamWebSocket,
     check_listen_args,
     connect_stream,
-    echo_handler,
 )
 from _wscore_kit.driver import broadcast as _broadcast
 from _wscore_kit.driver import wrap_stream as _wrap_stream
-from _wscore_kit.options import ClientOptions, ServerOptions
-from wscore import (
-    Connection,
-    ConnectionClosed,
-    DeflateOptions,
-    HandshakeError,
-    InvalidStateError,
-    MessageTooBig,
-    ProtocolError,
-    Request,
-    WSCloseCode,
-    WSError,
-    WSMessage,
-    WSMessageTypeError,
-    WSMsgType,
-    WSTimeoutError,
-)
-from wscore.handshake import HeadersLike, SubprotocolSelector
+from _wscore_kit.options import ClientKwargs, ClientOptions, ServerKwargs, ServerOptions, with_options
+from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
+from wscore import Connection
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
-    "DEFAULT_MAX_QUEUE",
-    "ConnectionClosed",
-    "DeflateOptions",
-    "HandshakeError",
-    "InvalidStateError",
-    "MessageTooBig",
-    "ProtocolError",
-    "Request",
-    "WSCloseCode",
-    "WSError",
-    "WSMessage",
-    "WSMessageTypeError",
-    "WSMsgType",
     "WSServer",
-    "WSTimeout",
-    "WSTimeoutError",
     "WebSocket",
     "broadcast",
     "connect",
-    "echo_handler",
     "serve",
     "wrap_stream",
 ]
+__all__ += _public.__all__
 
 _EXTRA = {
     "peername": SocketAttribute.remote_address,
@@ -441,12 +412,8 @@ def _client_context(ssl: ssl_module.SSLContext | bool | None) -> ssl_module.SSLC
     return ssl_module.create_default_context()
 
 
-async def _open_stream(
-    ssl: ssl_module.SSLContext | bool | None,
-    server_hostname: str | None,
-    sock: socket.socket | None,
-    url: WSURL,
-) -> anyio.abc.ByteStream:
+async def _open_stream(options: ClientOptions, url: WSURL) -> anyio.abc.ByteStream:
+    ssl, server_hostname, sock = options.ssl, options.server_hostname, options.sock
     context = _client_context(ssl) if url.secure else None
     hostname = server_hostname or url.host
     if _on_asyncio():
@@ -472,26 +439,8 @@ async def _open_stream(
         raise
 
 
-def connect(
-    url: str,
-    *,
-    protocols: Sequence[str] = (),
-    headers: HeadersLike | Mapping[str, str] | None = None,
-    origin: str | None = None,
-    timeout: WSTimeout | None = None,
-    heartbeat: float | None = None,
-    pong_timeout: float | None = None,
-    autoping: bool = True,
-    autoclose: bool = True,
-    compress: bool | int | DeflateOptions | None = 0,
-    max_msg_size: int | None = 4 * 1024 * 1024,
-    max_frame_size: int | None = None,
-    open_timeout: float | None = 10.0,
-    max_queue: int = DEFAULT_MAX_QUEUE,
-    ssl: ssl_module.SSLContext | bool | None = None,
-    server_hostname: str | None = None,
-    sock: socket.socket | None = None,
-) -> AbstractAsyncContextManager[WebSocket]:
+@with_options(ClientOptions)
+def connect(url: str, **options: Unpack[ClientKwargs]) -> AbstractAsyncContextManager[WebSocket]:
     """Open a client connection to a ws:// or wss:// URL, as an async context manager.
 
     Options are `wscore_asyncio.connect`'s: `ssl` is an `SSLContext` (or False: no verification),
@@ -502,9 +451,9 @@ def connect(
     """
     return connect_stream(
         WebSocket,
-        partial(_open_stream, ssl, server_hostname, sock),
+        _open_stream,
         url,
-        ClientOptions.of(locals()),
+        ClientOptions.of(options),
         _current_io(),
     )
 
@@ -524,31 +473,14 @@ class WSServer(StreamServer):
         return port
 
 
+@with_options(ServerOptions)
 async def serve(
     handler: Callable[[WebSocket], Awaitable[Any]],
     host: str | None = None,
     port: int | None = None,
     *,
-    protocols: Sequence[str] = (),
-    select_subprotocol: SubprotocolSelector | None = None,
-    process_request: ProcessRequest | None = None,
-    extra_headers: HeadersLike = (),
-    timeout: WSTimeout | None = None,
-    heartbeat: float | None = None,
-    pong_timeout: float | None = None,
-    autoping: bool = True,
-    autoclose: bool = True,
-    compress: bool | int | DeflateOptions | None = True,
-    max_msg_size: int | None = 4 * 1024 * 1024,
-    max_frame_size: int | None = None,
-    open_timeout: float | None = 10.0,
-    max_queue: int = DEFAULT_MAX_QUEUE,
-    shutdown_timeout: float = 10.0,
-    ssl: ssl_module.SSLContext | None = None,
-    sock: socket.socket | None = None,
-    backlog: int = 100,
-    reuse_port: bool = False,
     task_status: anyio.abc.TaskStatus[WSServer] = anyio.TASK_STATUS_IGNORED,
+    **options: Unpack[ServerKwargs],
 ) -> None:
     """Serve WebSocket connections until cancelled: `await task_group.start(serve, handler, host, port)`
     returns a `WSServer`. `handler(ws)` runs in the server's task group; when it returns the connection
@@ -564,9 +496,11 @@ async def serve(
     - `ssl`: an `SSLContext` for wss://; `sock`: a bound (listening) socket to use instead of
       host/port. The other options are `connect()`'s.
     """
+    opts = ServerOptions.of(options)
+    sock, ssl, backlog = opts.sock, opts.ssl, opts.backlog
     check_listen_args(host, port, sock)
     io = _current_io()
-    server = WSServer(WebSocket, handler, ServerOptions.of(locals()), io)
+    server = WSServer(WebSocket, handler, opts, io)
     if sock is not None:
         sock.listen(backlog)
     if io is _ASYNCIO_IO:
@@ -577,7 +511,7 @@ async def serve(
             sock=sock,
             ssl=ssl,
             backlog=backlog,
-            reuse_port=reuse_port,
+            reuse_port=opts.reuse_port,
             task_status=task_status,
         )
         return
@@ -587,7 +521,7 @@ async def serve(
         server.sockets = [sock]
     else:
         multi = await anyio.create_tcp_listener(
-            local_host=host, local_port=port or 0, backlog=backlog, reuse_port=reuse_port
+            local_host=host, local_port=port or 0, backlog=backlog, reuse_port=opts.reuse_port
         )
         server.sockets = [item.extra(SocketAttribute.raw_socket) for item in multi.listeners]
         listener = multi

@@ -10,51 +10,22 @@ Everything an application needs is exported here: `connect`, `serve`, the `WebSo
 
 from __future__ import annotations
 
-from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSTimeout
-from wscore import (
-    ConnectionClosed,
-    DeflateOptions,
-    HandshakeError,
-    InvalidStateError,
-    MessageTooBig,
-    ProtocolError,
-    Request,
-    WSCloseCode,
-    WSError,
-    WSMessage,
-    WSMessageTypeError,
-    WSMsgType,
-    WSTimeoutError,
-)
+from _wscore_kit import public as _public
+from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
 
 from ._client import client_ssl_context, connect
 from ._connection import WebSocket, broadcast, wrap_transport
-from ._server import Server, accept_socket, echo, echo_handler, serve
+from ._server import Server, accept_socket, echo, serve
 
 __all__ = [
-    "DEFAULT_MAX_QUEUE",
-    "ConnectionClosed",
-    "DeflateOptions",
-    "HandshakeError",
-    "InvalidStateError",
-    "MessageTooBig",
-    "ProtocolError",
-    "Request",
     "Server",
-    "WSCloseCode",
-    "WSError",
-    "WSMessage",
-    "WSMessageTypeError",
-    "WSMsgType",
-    "WSTimeout",
-    "WSTimeoutError",
     "WebSocket",
     "accept_socket",
     "broadcast",
     "client_ssl_context",
     "connect",
     "echo",
-    "echo_handler",
     "serve",
     "wrap_transport",
 ]
+__all__ += _public.__all__

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl as ssl_module
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSTimeout, header_pairs, parse_url
-from _wscore_kit.options import ClientOptions
-from wscore import ClientConnection, DeflateOptions, WSTimeoutError
-from wscore.handshake import HeadersLike
+from _wscore_kit.api import header_pairs, parse_url
+from _wscore_kit.options import ClientKwargs, ClientOptions, with_options
+from wscore import ClientConnection, WSTimeoutError
 
 from ._connection import WebSocket
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["connect", "client_ssl_context"]
 
@@ -89,29 +90,10 @@ class connect:
       connected socket to use instead of connecting.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        protocols: Sequence[str] = (),
-        headers: HeadersLike | Mapping[str, str] | None = None,
-        origin: str | None = None,
-        timeout: WSTimeout | None = None,
-        open_timeout: float | None = 10.0,
-        heartbeat: float | None = None,
-        pong_timeout: float | None = None,
-        autoping: bool = True,
-        autoclose: bool = True,
-        compress: bool | int | DeflateOptions | None = 0,
-        max_msg_size: int | None = 4 * 1024 * 1024,
-        max_frame_size: int | None = None,
-        max_queue: int = DEFAULT_MAX_QUEUE,
-        ssl: ssl_module.SSLContext | bool | None = None,
-        server_hostname: str | None = None,
-        sock: socket.socket | None = None,
-    ) -> None:
+    @with_options(ClientOptions)
+    def __init__(self, url: str, **options: Unpack[ClientKwargs]) -> None:
         self._ws: WebSocket | None = None
-        self._options = ClientOptions.of(locals())
+        self._options = ClientOptions.of(options)
         self._url = url
 
     def __await__(self) -> Generator[Any, None, WebSocket]:

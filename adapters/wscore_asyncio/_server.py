@@ -7,15 +7,18 @@ import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSTimeout, echo_handler
-from _wscore_kit.options import ServerOptions
+from _wscore_kit.api import echo_handler
+from _wscore_kit.options import ACCEPT_OPTIONS, AcceptKwargs, ServerKwargs, ServerOptions, with_options
 from _wscore_kit.server import ProcessRequest, answer_request, handler_close, logger
-from wscore import DeflateOptions, ServerConnection
-from wscore.handshake import HeadersLike, SubprotocolSelector
+from wscore import ServerConnection
+from wscore.handshake import HeadersLike
 
 from ._connection import WebSocket
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["Server", "accept_socket", "echo", "echo_handler", "serve"]
 
@@ -182,41 +185,23 @@ class serve:
     - The other options are `connect()`'s.
     """
 
+    @with_options(ServerOptions)
     def __init__(
         self,
         handler: Handler,
         host: str | Sequence[str] | None = None,
         port: int | None = None,
-        *,
-        protocols: Sequence[str] = (),
-        select_subprotocol: SubprotocolSelector | None = None,
-        process_request: ProcessRequest | None = None,
-        extra_headers: HeadersLike = (),
-        timeout: WSTimeout | None = None,
-        open_timeout: float | None = 10.0,
-        heartbeat: float | None = None,
-        pong_timeout: float | None = None,
-        autoping: bool = True,
-        autoclose: bool = True,
-        compress: bool | int | DeflateOptions | None = True,
-        max_msg_size: int | None = 4 * 1024 * 1024,
-        max_frame_size: int | None = None,
-        max_queue: int = DEFAULT_MAX_QUEUE,
-        shutdown_timeout: float = 10.0,
-        ssl: ssl_module.SSLContext | None = None,
-        sock: socket.socket | None = None,
-        backlog: int = 100,
-        reuse_port: bool = False,
+        **options: Unpack[ServerKwargs],
     ) -> None:
         self._handler = handler
-        self._options = ServerOptions.of(locals())
+        self._options = opts = ServerOptions.of(options)
         self._listen_args: dict[str, Any] = {
             "host": host,
             "port": port,
-            "ssl": ssl,
-            "sock": sock,
-            "backlog": backlog,
-            "reuse_port": reuse_port or None,
+            "ssl": opts.ssl,
+            "sock": opts.sock,
+            "backlog": opts.backlog,
+            "reuse_port": opts.reuse_port or None,
         }
         self._server: Server | None = None
 
@@ -243,37 +228,20 @@ class serve:
         await self._server.close()
 
 
-async def accept_socket(
-    sock: socket.socket,
-    *,
-    protocols: Sequence[str] = (),
-    select_subprotocol: SubprotocolSelector | None = None,
-    process_request: ProcessRequest | None = None,
-    extra_headers: HeadersLike = (),
-    timeout: WSTimeout | None = None,
-    open_timeout: float | None = 10.0,
-    heartbeat: float | None = None,
-    pong_timeout: float | None = None,
-    autoping: bool = True,
-    autoclose: bool = True,
-    compress: bool | int | DeflateOptions | None = True,
-    max_msg_size: int | None = 4 * 1024 * 1024,
-    max_frame_size: int | None = None,
-    max_queue: int = DEFAULT_MAX_QUEUE,
-    ssl: ssl_module.SSLContext | None = None,
-) -> WebSocket | None:
+@with_options(ServerOptions, only=ACCEPT_OPTIONS)
+async def accept_socket(sock: socket.socket, **options: Unpack[AcceptKwargs]) -> WebSocket | None:
     """Do the server's handshake on a socket someone else accepted; the open `WebSocket`, or None
     when the request was answered with plain HTTP or refused (the socket is then closed). The options
     are `serve()`'s."""
-    options = ServerOptions.of(locals())
+    opts = ServerOptions.of(options, only=ACCEPT_OPTIONS)
     loop = asyncio.get_running_loop()
     conn = ServerConnection(
-        subprotocols=options.protocols,
-        select_subprotocol=select_subprotocol,
-        config=options.config,
+        subprotocols=opts.protocols,
+        select_subprotocol=opts.select_subprotocol,
+        config=opts.config,
         now=loop.time(),
     )
-    ws = WebSocket(conn, max_queue=max_queue, receive_timeout=options.receive_timeout, loop=loop)
+    ws = WebSocket(conn, max_queue=opts.max_queue, receive_timeout=opts.receive_timeout, loop=loop)
     requested: asyncio.Future[None] = loop.create_future()
 
     def on_request(_: WebSocket) -> None:
@@ -283,9 +251,9 @@ async def accept_socket(
     ws._on_request = on_request
     ws._lost.add_done_callback(lambda _: on_request(ws))
     try:
-        await loop.connect_accepted_socket(lambda: ws, sock, ssl=ssl)
+        await loop.connect_accepted_socket(lambda: ws, sock, ssl=opts.ssl)
         await requested
-        if ws.request is not None and await _handshake(ws, process_request, extra_headers):
+        if ws.request is not None and await _handshake(ws, opts.process_request, opts.extra_headers):
             return ws
     except BaseException:
         ws._abort()

@@ -15,20 +15,18 @@ arguments exist for parity with `wscore_asyncio`). The connection logic is `_wsc
 from __future__ import annotations
 
 import math
-import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
-from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSURL, WSTimeout
+from _wscore_kit import public as _public
+from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSURL
 from _wscore_kit.driver import (
     EventLike,
     IOBackend,
-    ProcessRequest,
     RecvSome,
     ScopeLike,
     SendSome,
@@ -36,55 +34,27 @@ from _wscore_kit.driver import (
     StreamWebSocket,
     check_listen_args,
     connect_stream,
-    echo_handler,
 )
 from _wscore_kit.driver import broadcast as _broadcast
 from _wscore_kit.driver import wrap_stream as _wrap_stream
-from _wscore_kit.options import ClientOptions, ServerOptions
-from wscore import (
-    Connection,
-    ConnectionClosed,
-    DeflateOptions,
-    HandshakeError,
-    InvalidStateError,
-    MessageTooBig,
-    ProtocolError,
-    Request,
-    WSCloseCode,
-    WSError,
-    WSMessage,
-    WSMessageTypeError,
-    WSMsgType,
-    WSTimeoutError,
-)
-from wscore.handshake import HeadersLike, SubprotocolSelector
+from _wscore_kit.options import ClientKwargs, ClientOptions, ServerKwargs, ServerOptions, with_options
+from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
+from wscore import Connection
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from .lowlevel import RAW_SOCKETS, Waiter, socket_receiver, socket_sender
 
 __all__ = [
-    "DEFAULT_MAX_QUEUE",
-    "ConnectionClosed",
-    "DeflateOptions",
-    "HandshakeError",
-    "InvalidStateError",
-    "MessageTooBig",
-    "ProtocolError",
-    "Request",
-    "WSCloseCode",
-    "WSError",
-    "WSMessage",
-    "WSMessageTypeError",
-    "WSMsgType",
     "WSServer",
-    "WSTimeout",
-    "WSTimeoutError",
     "WebSocket",
     "broadcast",
     "connect",
-    "echo_handler",
     "serve",
     "wrap_stream",
 ]
+__all__ += _public.__all__
 
 
 class _TrioIO(IOBackend):
@@ -158,12 +128,8 @@ class WebSocket(StreamWebSocket):
     io = _TrioIO()
 
 
-async def _open_stream(
-    ssl: ssl_module.SSLContext | bool | None,
-    server_hostname: str | None,
-    sock: socket.socket | None,
-    url: WSURL,
-) -> trio.abc.Stream:
+async def _open_stream(options: ClientOptions, url: WSURL) -> trio.abc.Stream:
+    ssl, server_hostname, sock = options.ssl, options.server_hostname, options.sock
     if sock is not None:
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
     else:
@@ -189,26 +155,8 @@ async def _open_stream(
     return tls
 
 
-def connect(
-    url: str,
-    *,
-    protocols: Sequence[str] = (),
-    headers: HeadersLike | Mapping[str, str] | None = None,
-    origin: str | None = None,
-    timeout: WSTimeout | None = None,
-    heartbeat: float | None = None,
-    pong_timeout: float | None = None,
-    autoping: bool = True,
-    autoclose: bool = True,
-    compress: bool | int | DeflateOptions | None = 0,
-    max_msg_size: int | None = 4 * 1024 * 1024,
-    max_frame_size: int | None = None,
-    open_timeout: float | None = 10.0,
-    max_queue: int = DEFAULT_MAX_QUEUE,
-    ssl: ssl_module.SSLContext | bool | None = None,
-    server_hostname: str | None = None,
-    sock: socket.socket | None = None,
-) -> AbstractAsyncContextManager[WebSocket]:
+@with_options(ClientOptions)
+def connect(url: str, **options: Unpack[ClientKwargs]) -> AbstractAsyncContextManager[WebSocket]:
     """Open a client connection to a ws:// or wss:// URL, as an async context manager.
 
     Options are `wscore_asyncio.connect`'s: `ssl` is an `SSLContext` (or False: no verification),
@@ -219,9 +167,9 @@ def connect(
     """
     return connect_stream(
         WebSocket,
-        partial(_open_stream, ssl, server_hostname, sock),
+        _open_stream,
         url,
-        ClientOptions.of(locals()),
+        ClientOptions.of(options),
     )
 
 
@@ -283,31 +231,14 @@ async def _tcp_listeners(
     return listeners
 
 
+@with_options(ServerOptions)
 async def serve(
     handler: Callable[[WebSocket], Awaitable[Any]],
     host: str | None = None,
     port: int | None = None,
     *,
-    protocols: Sequence[str] = (),
-    select_subprotocol: SubprotocolSelector | None = None,
-    process_request: ProcessRequest | None = None,
-    extra_headers: HeadersLike = (),
-    timeout: WSTimeout | None = None,
-    heartbeat: float | None = None,
-    pong_timeout: float | None = None,
-    autoping: bool = True,
-    autoclose: bool = True,
-    compress: bool | int | DeflateOptions | None = True,
-    max_msg_size: int | None = 4 * 1024 * 1024,
-    max_frame_size: int | None = None,
-    open_timeout: float | None = 10.0,
-    max_queue: int = DEFAULT_MAX_QUEUE,
-    shutdown_timeout: float = 10.0,
-    ssl: ssl_module.SSLContext | None = None,
-    sock: socket.socket | None = None,
-    backlog: int = 100,
-    reuse_port: bool = False,
     task_status: trio.TaskStatus[WSServer] = trio.TASK_STATUS_IGNORED,
+    **options: Unpack[ServerKwargs],
 ) -> None:
     """Serve WebSocket connections until cancelled: `await nursery.start(serve, handler, host, port)`
     returns a `WSServer`. `handler(ws)` runs in the server's nursery; when it returns the connection is
@@ -323,14 +254,16 @@ async def serve(
     - `ssl`: an `SSLContext` for wss://; `sock`: a bound (listening) socket to use instead of
       host/port. The other options are `connect()`'s.
     """
+    opts = ServerOptions.of(options)
+    sock, ssl, backlog = opts.sock, opts.ssl, opts.backlog
     check_listen_args(host, port, sock)
-    server = WSServer(WebSocket, handler, ServerOptions.of(locals()))
+    server = WSServer(WebSocket, handler, opts)
     listeners: list[trio.abc.Listener[Any]]
     if sock is not None:
         sock.listen(backlog)
         listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock))]
     else:
-        listeners = await _tcp_listeners(host, port or 0, backlog, reuse_port)
+        listeners = await _tcp_listeners(host, port or 0, backlog, opts.reuse_port)
     if ssl is not None:
         listeners = [trio.SSLListener(listener, ssl, https_compatible=True) for listener in listeners]
     server.listeners = listeners

@@ -16,7 +16,7 @@ import pytest
 import wscore_anyio
 import wscore_asyncio
 import wscore_trio
-from _wscore_kit.options import ClientOptions, ServerOptions
+from _wscore_kit.options import ClientKwargs, ClientOptions, ServerKwargs, ServerOptions
 from wscore import ConnectionClosed, Request, WSCloseCode, WSMsgType, WSTimeoutError
 
 from .conftest import Adapter
@@ -61,6 +61,22 @@ def test_accept_socket_takes_the_server_options_of_one_connection() -> None:
     listening_only = {"shutdown_timeout", "sock", "backlog", "reuse_port"}
     expected = {k: v for k, v in _fields(ServerOptions).items() if k not in listening_only}
     assert _keyword_params(wscore_asyncio.accept_socket) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "options"),
+    [(ClientKwargs, ClientOptions), (ServerKwargs, ServerOptions)],
+    ids=["client", "server"],
+)
+def test_the_typed_keyword_arguments_mirror_the_options(kwargs: type[Any], options: type[Any]) -> None:
+    """What type checkers see (`**options: Unpack[...]`) names exactly the options' fields."""
+    assert sorted(kwargs.__annotations__) == sorted(_fields(options))
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_an_unknown_option_is_a_type_error(module: Any) -> None:
+    with pytest.raises(TypeError, match="'max_size'"):
+        module.connect("ws://127.0.0.1:1/", max_size=10)
 
 
 def test_the_wrap_helpers_take_the_same_options() -> None:
