@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
-from wscore import Connection, DeflateOptions, WSConfig, WSMessage, WSMessageTypeError, WSMsgType
+from wscore import DeflateOptions, WSConfig, WSMessage, WSMessageTypeError, WSMsgType
 from wscore.frames import build_close_payload
 
 __all__ = [
@@ -18,12 +18,10 @@ __all__ = [
     "HTTPResponse",
     "WSTimeout",
     "WSURL",
-    "WebSocketBase",
     "check_http_response",
     "close_args",
     "compress_flag",
     "compress_options",
-    "echo_handler",
     "control_payload",
     "decode_json",
     "expect_bytes",
@@ -224,93 +222,3 @@ def check_http_response(response: object) -> tuple[int, list[tuple[str, str]], b
     if not isinstance(body, (bytes, bytearray)):
         raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
     return status, header_pairs(headers), bytes(body)
-
-
-_STOP_ITERATION = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
-
-
-class WebSocketBase:
-    """The part of the connection API that is the same in every adapter: typed receives, JSON,
-    async iteration and the state read from the core. An adapter's connection class supplies
-    `receive()` and `send_str()` and sets `_conn`."""
-
-    _conn: Connection
-
-    async def receive(self, timeout: float | None = None) -> WSMessage:
-        """The next message (each adapter implements this)."""
-        raise NotImplementedError
-
-    async def send_str(self, data: str, compress: bool | int | None = None) -> None:
-        """Send a text message (each adapter implements this)."""
-        raise NotImplementedError
-
-    async def send_bytes(
-        self, data: bytes | bytearray | memoryview, compress: bool | int | None = None
-    ) -> None:
-        """Send a binary message (each adapter implements this)."""
-        raise NotImplementedError
-
-    async def receive_str(self, *, timeout: float | None = None) -> str:
-        """The next message, which must be TEXT (else `WSMessageTypeError`)."""
-        return expect_str(await self.receive(timeout))
-
-    async def receive_bytes(self, *, timeout: float | None = None) -> bytes:
-        """The next message, which must be BINARY (else `WSMessageTypeError`)."""
-        return expect_bytes(await self.receive(timeout))
-
-    async def receive_json(
-        self, *, loads: Callable[[str], Any] = json.loads, timeout: float | None = None
-    ) -> Any:
-        """The next TEXT message decoded with `loads`."""
-        return decode_json(await self.receive(timeout), loads)
-
-    async def send_json(
-        self, data: Any, compress: bool | int | None = None, *, dumps: Callable[[Any], str] = json.dumps
-    ) -> None:
-        """Send `dumps(data)` as a text message."""
-        await self.send_str(dumps(data), compress)
-
-    def __aiter__(self: _WS) -> _WS:
-        return self
-
-    async def __anext__(self) -> WSMessage:
-        msg = await self.receive()
-        if msg.type in _STOP_ITERATION:
-            raise StopAsyncIteration
-        return msg
-
-    @property
-    def close_code(self) -> int | None:
-        """The peer's close code, ours if we failed the connection, 1006 if it dropped, else None."""
-        return self._conn.close_code
-
-    @property
-    def close_reason(self) -> str:
-        """The reason that came with `close_code`."""
-        return self._conn.close_reason
-
-    @property
-    def protocol(self) -> str | None:
-        """The negotiated subprotocol, or None."""
-        return self._conn.subprotocol
-
-    @property
-    def core(self) -> Connection:
-        """The sans-I/O connection this object drives."""
-        return self._conn
-
-    def exception(self) -> BaseException | None:
-        """Why the connection failed or dropped (protocol error, timeout, EOF), else None."""
-        return self._conn.exception
-
-
-_WS = TypeVar("_WS", bound=WebSocketBase)
-
-
-async def echo_handler(ws: WebSocketBase) -> None:
-    """Send every text and binary message back (the echo servers' and Autobahn runs' handler)."""
-    async for msg in ws:
-        if msg.type is WSMsgType.TEXT:
-            await ws.send_str(msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            await ws.send_bytes(msg.data)

@@ -1,9 +1,9 @@
-"""The shared driver of the structured-concurrency adapters (`wscore_trio`, `wscore_anyio`).
+"""The stream driver of the structured-concurrency adapters (`wscore_trio`, `wscore_anyio`).
 
 trio and anyio have the same shape — cancel scopes with deadlines, task groups with `start`, one-shot
-events, byte streams — so the whole connection logic is written once here, against an `IOBackend` of a
-dozen primitives that each adapter supplies in a few lines. Pure Python: this module imports neither
-library.
+events, byte streams — so the primitives of `WebSocketAPI` (the connection API and pump, shared with
+`wscore_asyncio`) are written once here, against an `IOBackend` of a dozen primitives that each
+adapter supplies in a few lines. Pure Python: this module imports neither library.
 
 How a connection runs (one task group it owns, shielded so that only the connection ends it), over a
 byte stream ("pull"):
@@ -11,11 +11,11 @@ byte stream ("pull"):
 - the reader reads the stream, feeds the core and queues the events; it stops reading while
   `max_queue` messages wait (back-pressure) and keeps reading otherwise, so pings are answered and
   the close handshake completes while the application is busy;
-- `send_*()` writes its frame from the calling task when no other write is in progress and the stream
-  reports how much each write took (`IOBackend.sender`: a plain socket): no task switch per message.
-  Cancelled part-way, it hands the rest of the frame to the writer, so a frame is never cut short;
+- `send_*()` writes its frame from the calling task, without waiting, when no other write is in
+  progress and the stream has a nonblocking write (`IOBackend.try_writer`: a plain socket): no task
+  switch per message. What the socket did not take goes to the writer, so a frame is never cut short;
 - the writer task writes everything else (replies to pings, the close frame, frames queued while
-  another write was in progress, every frame on streams without `sender`, such as TLS), whole
+  another write was in progress, every frame on streams without `try_writer`, such as TLS), whole
   frames in order;
 - the timer sleeps until the core's `next_deadline()` and calls `handle_timer(now)` (heartbeat, pong,
   close deadlines).
@@ -31,16 +31,13 @@ failed) within the close timeout, shielded from the cancellation, then cancels t
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from wscore import (
-    CLOSED_MESSAGE,
-    CLOSING_MESSAGE,
     ClientConnection,
     Connection,
     ConnectionClosed,
@@ -48,25 +45,16 @@ from wscore import (
     Request,
     ServerConnection,
     State,
-    WSError,
-    WSMessage,
-    WSMsgType,
     WSTimeoutError,
 )
-from wscore.frames import encode_frame
 from wscore.handshake import HeadersLike
 
 from .api import (
     DEFAULT_MAX_QUEUE,
     WSURL,
-    WebSocketBase,
-    close_args,
-    compress_flag,
-    control_payload,
-    echo_handler,
     parse_url,
-    text_or_bytes,
 )
+from .connection import HIGH_WATER, WebSocketAPI, connection_closed
 from .options import ClientOptions, ServerOptions
 from .server import ProcessRequest, answer_request, handler_close, logger
 
@@ -77,19 +65,14 @@ __all__ = [
     "PushSource",
     "PushTransport",
     "RecvSome",
-    "SendSome",
+    "TryWrite",
     "StreamWebSocket",
-    "broadcast",
     "check_listen_args",
     "connect_stream",
-    "echo_handler",
     "StreamServer",
     "wrap_stream",
 ]
 
-
-HIGH_WATER = 64 * 1024
-"""Bytes queued for writing above which `send_*()` waits for the writer (back-pressure)."""
 
 _RECEIVE_SIZE = 64 * 1024
 _OPEN = State.OPEN
@@ -187,9 +170,9 @@ class IOBackend:
         """For the reader: a cheaper `receive(stream)` for this stream (a plain socket), or None."""
         return None
 
-    def sender(self, stream: Any) -> SendSome | None:
-        """For a stream whose writes report progress (a plain socket): `send_some`, which lets
-        `send_*()` write from the calling task. None: every write goes through the writer task."""
+    def try_writer(self, stream: Any) -> TryWrite | None:
+        """For a stream with a nonblocking write (a plain socket): `try_write`, which lets `send_*()`
+        write from the calling task. None: every write goes through the writer task."""
         return None
 
     def push_source(self, stream: Any) -> PushSource | None:
@@ -201,10 +184,10 @@ class IOBackend:
 RecvSome = Callable[[], Awaitable[bytes]]
 """`await recv_some()`: the next bytes of the stream, b"" at its end."""
 
-SendSome = Callable[[Any], Awaitable[int]]
-"""`await send_some(data)`: write some of `data` (bytes or a memoryview) and return how many bytes went
-out, waiting only while the socket is full; a call that is cancelled has written nothing. It need not
-be a checkpoint."""
+TryWrite = Callable[[Any], int]
+"""`try_write(data)`: write what the socket takes of `data` (bytes or a memoryview) now, without
+waiting; how many bytes went out (0 when it is full). Raises one of `IOBackend.stream_errors` when the
+stream is broken or closed."""
 
 
 class PushTransport(Protocol):
@@ -236,8 +219,8 @@ class PushSource(Protocol):
 _W = TypeVar("_W", bound="StreamWebSocket")
 
 
-class StreamWebSocket(WebSocketBase):
-    """A WebSocket connection over a byte stream, with aiohttp's WebSocket API.
+class StreamWebSocket(WebSocketAPI):
+    """A WebSocket connection over a byte stream, with aiohttp's WebSocket API (`WebSocketAPI`).
 
     Made by an adapter's `connect()` or `serve()`; usable inside their `async with` / handler.
     """
@@ -258,15 +241,9 @@ class StreamWebSocket(WebSocketBase):
         if io is not None:
             self.io = io
         io = self.io
+        self._init_api(conn, max_queue, receive_timeout)
+        self._queue.extend(conn.events())  # what came with the handshake
         self._stream = stream
-        self._conn = conn
-        self._receive_timeout = receive_timeout
-        if max_queue < 1:
-            raise ValueError("max_queue must be at least 1")
-        self._max_queue = max_queue
-        self._queue: deque[WSMessage] = deque(conn.events())
-        self._discard = False  # after our close(): data messages are dropped, reading never pauses
-        self._receiving = False
         self._msg_waiter: EventLike | None = None
         self._drain_waiter: EventLike | None = None
         self._done = io.event()  # the transport is closed and the background tasks ended
@@ -277,8 +254,8 @@ class StreamWebSocket(WebSocketBase):
         # Pulled streams: bytes for the writer, and who is writing.
         self._out: list[bytes] = []
         self._pending = 0  # bytes in _out plus those of the write in progress
-        self._writing = False  # a task (the writer, or a sender) is in a write to the stream
-        self._sender = io.sender(stream)
+        self._writing = False  # the writer task is in a write to the stream
+        self._try_write = io.try_writer(stream)
         self._space_waiter: EventLike | None = None
         self._write_waiter: EventLike | None = None
         self._writer_scope: ScopeLike | None = None
@@ -290,7 +267,6 @@ class StreamWebSocket(WebSocketBase):
         # Pushed streams (an asyncio transport).
         self._source = io.push_source(stream)
         self._transport: PushTransport | None = None
-        self._read_paused = False
         self._write_paused = False
         self._lost = False
         self._lost_event: EventLike | None = None
@@ -311,21 +287,6 @@ class StreamWebSocket(WebSocketBase):
             return 0 if self._lost else transport.get_write_buffer_size() + self._pending
         return self._pending
 
-    async def wait_closed(self) -> None:
-        """Wait until the TCP connection is closed (without starting a close)."""
-        await self._done.wait()
-
-    def __repr__(self) -> str:
-        role = "client" if self._conn.client else "server"
-        return f"<{type(self).__name__} {role} {self._conn.state.name}>"
-
-    @property
-    def closed(self) -> bool:
-        """True once a close frame was sent or the connection is closed (or dropped): nothing more
-        can be sent."""
-        conn = self._conn
-        return conn.state is State.CLOSED or conn.close_sent or self._transport_closed
-
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """Transport details: "peername", "sockname", "ssl_object", "stream"."""
         if name == "stream":
@@ -333,215 +294,148 @@ class StreamWebSocket(WebSocketBase):
         value = self.io.extra_info(self._stream, name)
         return default if value is None else value
 
-    # -- receiving -----------------------------------------------------------------------------
+    # -- the primitives of WebSocketAPI ----------------------------------------------------------
 
-    async def receive(self, timeout: float | None = None) -> WSMessage:
-        """The next message. With autoping, pings and pongs are answered and hidden. After the close,
-        CLOSE (or ERROR) then CLOSED; CLOSED forever after. `timeout` (default: the `receive` of
-        `timeout=WSTimeout(...)`) raises `WSTimeoutError`; cancelling the call loses no message."""
-        if self._receiving:
-            raise RuntimeError("Concurrent call to receive() is not allowed")
-        queue = self._queue
-        if queue:
-            return self._pop()
-        conn = self._conn
-        if conn.state is not _OPEN or self._discard:
-            if conn.state is _CLOSED or self._done.is_set():
-                # The core's CLOSED event went to the queue when it happened: nothing more can come.
-                return CLOSED_MESSAGE
-            if self._discard:
-                await self._done.wait()
-                return CLOSED_MESSAGE
-            if conn.state is _CLOSING and not conn.close_sent:
-                # The peer's close (autoclose off) was delivered: the answer is ours to send, as
-                # aiohttp does.
-                await self.close()
-                return CLOSED_MESSAGE
-        if timeout is None:
-            timeout = self._receive_timeout
-        io = self.io
-        self._receiving = True
-        self._wrote_direct = False
-        try:
-            if timeout is None:
-                # No cancel scope of our own: the caller's scopes cancel the wait, losing nothing.
-                while not queue:
-                    if self._done.is_set():
-                        return CLOSED_MESSAGE
-                    waiter = self._msg_waiter = io.waiter()
-                    await waiter.wait()
-            else:
-                with io.cancel_scope(deadline=io.current_time() + timeout) as scope:
-                    while not queue:
-                        if self._done.is_set():
-                            return CLOSED_MESSAGE
-                        waiter = self._msg_waiter = io.waiter()
-                        await waiter.wait()
-                if scope.cancelled_caught and not queue:
-                    raise WSTimeoutError(f"no message within {timeout} s")
-        finally:
-            self._receiving = False
-            self._msg_waiter = None
-        return self._pop()
+    def _now(self) -> float:
+        return self._clock()
 
-    def _pop(self) -> WSMessage:
-        queue = self._queue
-        msg = queue.popleft()
-        if self._space_waiter is not None and len(queue) < self._max_queue:
-            self._space_waiter.set()
-        elif self._read_paused and len(queue) <= self._max_queue // 4:
-            # Pushed: reading resumes once the queue is down to a quarter, not per message.
-            self._resume_reading()
-        return msg
-
-    # -- sending -------------------------------------------------------------------------------
-
-    async def send_str(self, data: str, compress: bool | int | None = None) -> None:
-        """Send a text message; `compress` overrides whether this one is compressed (None: the default).
-        `TypeError` if `data` is not a str, `ConnectionClosed` once closed. Cancelling the call never
-        cuts the frame short: what was not yet written is still sent, whole."""
-        if type(data) is not str:
-            text_or_bytes(data, "str")
-        if compress is None:
-            self._conn.send_text(data)
-        else:
-            self._conn.send_text(data, compress=compress_flag(compress))
-        await self._send()
-
-    async def send_bytes(
-        self, data: bytes | bytearray | memoryview, compress: bool | int | None = None
-    ) -> None:
-        """Send a binary message; `compress` as in `send_str`."""
-        if type(data) is not bytes:
-            text_or_bytes(data, "bytes")
-        if compress is None:
-            self._conn.send_bytes(data)
-        else:
-            self._conn.send_bytes(data, compress=compress_flag(compress))
-        await self._send()
-
-    async def send_frame(
-        self, message: bytes | bytearray | memoryview, opcode: int, compress: bool | int | None = None
-    ) -> None:
-        """Send one frame with `opcode` (TEXT, BINARY, CONTINUATION, PING, PONG or CLOSE)."""
-        text_or_bytes(message, "bytes")
-        payload = bytes(message)
-        conn = self._conn
-        flag = compress_flag(compress)
-        if flag and opcode == WSMsgType.BINARY:
-            conn.send_bytes(payload, compress=True)
-        elif flag and opcode == WSMsgType.TEXT:
-            conn.send_text(payload.decode("utf-8"), compress=True)
-        elif opcode == WSMsgType.CLOSE:
-            if not payload:
-                await self.close(code=None)
-            else:
-                await self.close(code=int.from_bytes(payload[:2], "big"), message=payload[2:])
-            return
-        else:
-            conn.send_frame(payload, int(opcode))
-        await self._send()
-
-    def send_prepared(self, frame: bytes) -> bool:
-        """Queue a frame encoded once for many connections (server side, see `broadcast`) without waiting.
-
-        Returns False, queueing nothing, when this connection is closed or its writer is behind by more
-        than `HIGH_WATER` bytes (a slow client), so one slow client cannot stall a broadcast.
-        """
-        conn = self._conn
-        if self._behind() or conn.state is not State.OPEN or conn.close_sent:
-            return False
-        conn.send_prepared(frame)
-        self._after_io()
-        return True
-
-    def send_message_nowait(self, message: str | bytes | bytearray | memoryview) -> bool:
-        """Queue a whole message without waiting (used by `broadcast` for client connections); False,
-        queueing nothing, when closed or behind by more than `HIGH_WATER` bytes."""
-        conn = self._conn
-        if self._behind() or conn.state is not State.OPEN or conn.close_sent:
-            return False
-        if isinstance(message, str):
-            conn.send_text(message)
-        else:
-            conn.send_bytes(message)
-        self._after_io()
-        return True
+    def _gone(self) -> bool:
+        return self._transport_closed or self._done.is_set()
 
     def _behind(self) -> bool:
         return self._write_paused or self.write_buffer_size() > HIGH_WATER
 
-    async def ping(self, message: bytes | str = b"") -> None:
-        """Send a ping (at most 125 bytes, else `ValueError`)."""
-        self._conn.ping(control_payload(message), self.io.current_time())
-        self._rearm_timer()
-        await self._send()
+    def _wake_receiver(self) -> None:
+        if self._msg_waiter is not None:
+            self._msg_waiter.set()
 
-    async def pong(self, message: bytes | str = b"") -> None:
-        """Send a pong: an unsolicited one, or the answer to a ping with autoping off."""
-        self._conn.pong(control_payload(message))
-        await self._send()
+    async def _wait_message(self, timeout: float | None) -> None:
+        io = self.io
+        queue = self._queue
+        self._wrote_direct = False
+        try:
+            if timeout is None:
+                # No cancel scope of our own: the caller's scopes cancel the wait, losing nothing.
+                while not queue and not self._done.is_set():
+                    waiter = self._msg_waiter = io.waiter()
+                    await waiter.wait()
+                return
+            with io.cancel_scope(deadline=io.current_time() + timeout) as scope:
+                while not queue and not self._done.is_set():
+                    waiter = self._msg_waiter = io.waiter()
+                    await waiter.wait()
+            if scope.cancelled_caught and not queue:
+                raise WSTimeoutError(f"no message within {timeout} s")
+        finally:
+            self._msg_waiter = None
 
-    async def close(self, *, code: int | None = 1000, message: bytes | str = b"") -> bool:
-        """Close: send a close frame, wait for the peer's (within the close timeout) and for TCP to
-        close. Returns True if this call closed the connection, False if it was already closing.
-
-        A task waiting in `receive()` gets a CLOSING message; messages that arrive after this call are
-        dropped (as aiohttp does). Cancelling close() leaves the close to the connection's `async with`.
-        """
-        code, reason = close_args(code, message)
-        started = self._start_close(code, reason)
+    async def _wait_done(self) -> None:
         await self._done.wait()
-        return started
 
-    def _start_close(self, code: int | None, reason: str) -> bool:
-        """The non-waiting part of `close()`: send the close frame and stop delivering messages."""
-        conn = self._conn
-        started = False
-        if not self._discard:
-            self._discard = True
-            self._queue.clear()
-            if self._msg_waiter is not None:
-                self._queue.append(CLOSING_MESSAGE)
-                self._msg_waiter.set()
-            # The peer's close frame must get through.
-            if self._space_waiter is not None:
-                self._space_waiter.set()
-            self._resume_reading()
-        if not self._transport_closed and conn.state is not State.CLOSED and not conn.close_sent:
-            started = conn.close(code, reason, self.io.current_time())
-        self._after_io()
-        return started
+    def _write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is not None:  # pushed
+            if self._lost:
+                return
+            if self._out:  # after the sends still waiting for their flush
+                self._out.append(data)
+                self._pending += len(data)
+                self._flush_out()
+            else:
+                transport.write(data)
+            return
+        self._out.append(data)
+        self._pending += len(data)
+        if not self._writing and self._write_waiter is not None:
+            self._write_waiter.set()
 
-    async def _send(self) -> None:
-        """Write what a send queued in the core. Pushed: into the transport. Pulled: from this task
-        when the stream is free and reports progress, else through the writer. Then wait while more
-        than `HIGH_WATER` bytes are behind (back-pressure)."""
+    def _sent(self, size: int) -> bool:
+        """Pushed: into the transport (see `_push_out`). Pulled: the first send since the last task
+        switch writes from the calling task when the stream can (`IOBackend.try_writer`), without
+        waiting; the rest of its frame, and later sends, go to the writer task."""
         if self._transport is not None:
             self._push_out()
-            if self._write_paused:
-                await self._wait_drain()
-                if self._transport_closed:
-                    # What was waiting in the transport's buffer is lost with it: say so, as the
-                    # pulled path and wscore_asyncio do.
-                    conn = self._conn
-                    raise ConnectionClosed(conn.close_code or 1006, conn.close_reason or "connection lost")
-            return
+            return self._write_paused
+        data = self._conn.data_to_send()
+        if not data:
+            return self._pending > HIGH_WATER
+        try_write = self._try_write
         if (
-            self._sender is not None
+            try_write is not None
             and not self._wrote_direct
             and not self._writing
             and not self._out
             and not self._transport_closed
         ):
-            data = self._conn.data_to_send()
-            if data:
-                self._wrote_direct = True
-                await self._write_now(self._sender, data)
+            self._wrote_direct = True
+            try:
+                sent = try_write(data)
+            except self.io.stream_errors as exc:
+                self._stream_failed(exc)
+                raise ConnectionClosed(1006, f"connection lost: {exc!r}") from exc
+            if sent == len(data):
+                return False
+            data = data[sent:]
+        self._write(data)
+        return self._pending > HIGH_WATER
+
+    async def _drain(self) -> None:
+        """Wait until the writer (or the transport) is below the high-water mark; what was still
+        waiting when the transport died is lost, which `ConnectionClosed` says."""
+        while (self._write_paused or self._pending > HIGH_WATER) and not self._gone():
+            # One event shared by every waiting sender.
+            waiter = self._drain_waiter
+            if waiter is None:
+                waiter = self._drain_waiter = self.io.event()
+            await waiter.wait()
+        if self._gone() and (self._lost or self._conn.abort_transport or self._conn.exception):
+            raise connection_closed(self._conn)
+
+    def _pause_reading(self) -> None:
+        self._read_paused = True
+        if self._transport is not None and not self._lost:
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused:
+            self._read_paused = False
+            if self._transport is not None and not self._lost:
+                self._transport.resume_reading()
+            if self._space_waiter is not None:
+                self._space_waiter.set()
+
+    def _arm_timer(self) -> None:
+        scope = self._timer_scope
+        if scope is not None:
+            deadline = self._conn.next_deadline()
+            if deadline is not None and deadline < scope.deadline:
+                scope.deadline = deadline
+
+    def _close_transport(self) -> None:
+        """The core is done with the connection: the writer (pulled) or the closer (pushed) flushes
+        what is left, bounded by the close timeout, and closes the stream."""
+        if self._closer_event is not None:
+            self._flush_out()
+            self._closer_event.set()
             return
-        self._after_io()
-        if self._pending > HIGH_WATER:
-            await self._wait_drain()
+        if self._write_waiter is not None and not self._writing:
+            self._write_waiter.set()
+        # A peer that does not read gets the close timeout to take what is still being written (none
+        # when the core dropped the connection: abort_transport).
+        scope = self._writer_scope
+        if scope is None or scope.deadline != math.inf:
+            return
+        conn = self._conn
+        if conn.abort_transport:
+            scope.cancel()
+        else:
+            scope.deadline = self.io.current_time() + (conn.config.close_timeout or 10.0)
+
+    def _abort(self) -> None:
+        if self._bg_scope is not None:
+            self._bg_scope.cancel()
+
+    # -- writing -------------------------------------------------------------------------------
 
     def _push_out(self) -> None:
         """Pushed: the first send since the event loop last ran goes to the transport at once; the
@@ -562,92 +456,6 @@ class StreamWebSocket(WebSocketBase):
             self._flush_scheduled = True
             self.io.call_soon(self._flush_out)
 
-    async def _write_now(self, sender: SendSome, data: bytes) -> None:
-        """Write `data` from the calling task. Cancelled between two partial writes, the rest goes to
-        the writer task (the frame still goes out whole); a broken stream raises `ConnectionClosed`."""
-        self._writing = True
-        size = len(data)
-        self._pending += size
-        sent = 0
-        try:
-            sent = await sender(data)
-            self._pending -= sent
-            if sent < size:
-                view = memoryview(data)
-                while sent < size:
-                    n = await sender(view[sent:])
-                    sent += n
-                    self._pending -= n
-        except self.io.stream_errors as exc:
-            self._out.clear()
-            self._pending = 0
-            self._stream_failed(exc)
-            raise ConnectionClosed(1006, f"connection lost: {exc!r}") from exc
-        except BaseException:
-            if sent < size:
-                self._out.insert(0, data[sent:])  # still counted in _pending
-            raise
-        finally:
-            self._writing = False
-            if (self._out or self._conn.close_transport) and self._write_waiter is not None:
-                self._write_waiter.set()
-            if self._drain_waiter is not None and self._pending <= HIGH_WATER:
-                self._drain_waiter.set()
-                self._drain_waiter = None
-
-    async def _wait_drain(self) -> None:
-        """Wait until the writer (or the transport) is below the high-water mark, or closed."""
-        while (self._write_paused or self._pending > HIGH_WATER) and not self._transport_closed:
-            # One event shared by every waiting sender.
-            waiter = self._drain_waiter
-            if waiter is None:
-                waiter = self._drain_waiter = self.io.event()
-            await waiter.wait()
-
-    # -- between the core and the stream -------------------------------------------------------
-
-    def _after_io(self) -> None:
-        """Move the core's events to the queue and its bytes to the stream; re-arm the timer."""
-        conn = self._conn
-        events = conn.events()
-        if events and not self._discard:
-            queue = self._queue
-            queue.extend(events)
-            if self._msg_waiter is not None:
-                self._msg_waiter.set()
-            if self._transport is not None and len(queue) >= self._max_queue and not self._read_paused:
-                self._read_paused = True
-                self._transport.pause_reading()
-        data = conn.data_to_send()
-        transport = self._transport
-        if transport is not None:
-            if data and not self._lost:
-                if self._out:  # after the sends still waiting for their flush
-                    self._out.append(data)
-                    self._pending += len(data)
-                    self._flush_out()
-                else:
-                    transport.write(data)
-        elif data:
-            self._out.append(data)
-            self._pending += len(data)
-            if not self._writing and self._write_waiter is not None:
-                self._write_waiter.set()
-        if conn.close_transport:
-            self._transport_must_close()
-        scope = self._timer_scope
-        if scope is not None:
-            deadline = conn.next_deadline()
-            if deadline is not None and deadline < scope.deadline:
-                scope.deadline = deadline
-
-    def _rearm_timer(self) -> None:
-        scope = self._timer_scope
-        if scope is not None:
-            deadline = self._conn.next_deadline()
-            if deadline is not None and deadline < scope.deadline:
-                scope.deadline = deadline
-
     def _flush_out(self) -> None:
         """Pushed: write the sends held back since the last task switch, in one write."""
         self._flush_scheduled = False
@@ -660,76 +468,35 @@ class StreamWebSocket(WebSocketBase):
             if not self._lost:
                 self._transport.write(data)
 
-    def _transport_must_close(self) -> None:
-        """The core is done with the connection: the writer (pulled) or the closer (pushed) flushes
-        what is left, bounded by the close timeout, and closes the stream."""
-        if self._closer_event is not None:
-            self._flush_out()
-            self._closer_event.set()
-            return
-        if self._write_waiter is not None and not self._writing:
-            self._write_waiter.set()
-        # A peer that does not read gets the close timeout to take what is still being written (none
-        # when the core dropped the connection: abort_transport).
-        scope = self._writer_scope
-        if scope is None or scope.deadline != math.inf:
-            return
-        conn = self._conn
-        if conn.abort_transport:
-            scope.cancel()
-        else:
-            scope.deadline = self.io.current_time() + (conn.config.close_timeout or 10.0)
-
-    def _reading_paused(self) -> bool:
-        return self._space_waiter is not None or self._read_paused
-
-    def _resume_reading(self) -> None:
-        if self._read_paused:
-            self._read_paused = False
-            if self._transport is not None and not self._lost:
-                self._transport.resume_reading()
-
     def _stream_failed(self, exc: BaseException) -> None:
         conn = self._conn
+        self._out.clear()
+        self._pending = 0
         if conn.state is not State.CLOSED and conn.exception is None:
             conn.exception = ConnectionClosed(1006, f"connection lost: {exc!r}")
         conn.receive_eof()
-        self._after_io()
+        self._pump()
 
     # -- pushed: the transport's callbacks (see PushSource) ------------------------------------
 
     def _push_data(self, data: bytes) -> None:
         conn = self._conn
         conn.receive_data(data, self._clock())
-        if conn.state is not _OPEN or self._discard:
-            self._after_io()
+        if conn.state is not _OPEN or self._closing:
+            self._pump()
             return
         # Open, the common case: while open, incoming data only moves deadlines later, so the timer
         # needs no update and nothing closes.
-        events = conn.events()
+        events = conn.pending_events
         if events:
-            queue = self._queue
-            queue.extend(events)
-            if self._msg_waiter is not None:
-                self._msg_waiter.set()
-            if len(queue) >= self._max_queue and not self._read_paused and self._transport is not None:
-                self._read_paused = True
-                self._transport.pause_reading()
-        data = conn.data_to_send()
-        if data and self._transport is not None and not self._lost:
-            if self._out:  # after the sends still waiting for their flush
-                self._out.append(data)
-                self._pending += len(data)
-                self._flush_out()
-            else:
-                self._transport.write(data)
-        elif data:
-            self._out.append(data)
-            self._pending += len(data)
+            self._deliver(events)
+            events.clear()
+        if conn.pending_output:
+            self._write(conn.data_to_send())
 
     def _push_eof(self) -> None:
         self._conn.receive_eof()
-        self._after_io()
+        self._pump()
 
     def _push_lost(self, exc: BaseException | None) -> None:
         self._lost = self._transport_closed = True
@@ -739,7 +506,7 @@ class StreamWebSocket(WebSocketBase):
             self._stream_failed(exc)
         elif not conn.close_transport:
             conn.receive_eof()
-            self._after_io()
+            self._pump()
         for event in (self._lost_event, self._closer_event, self._drain_waiter, self._msg_waiter):
             if event is not None:
                 event.set()
@@ -770,11 +537,11 @@ class StreamWebSocket(WebSocketBase):
                     task_status.started()
         finally:
             with io.cancel_scope(shield=True):
-                await self._close_transport()
+                await self._aclose_stream()
             conn = self._conn
             if conn.state is not State.CLOSED:
                 conn.receive_eof()
-            self._after_io()
+            self._pump()
             self._done.set()
             for event in (self._msg_waiter, self._drain_waiter):
                 if event is not None:
@@ -795,11 +562,10 @@ class StreamWebSocket(WebSocketBase):
                 transport.write(data)
         if self._conn.close_transport:
             self._closer_event.set()
-        if len(self._queue) >= self._max_queue and not self._discard and not self._read_paused:
-            self._read_paused = True
-            transport.pause_reading()
+        if len(self._queue) >= self._max_queue and not self._closing and not self._read_paused:
+            self._pause_reading()
 
-    async def _close_transport(self) -> None:
+    async def _aclose_stream(self) -> None:
         if self._transport is not None:
             self._transport_closed = True
             if not self._lost:
@@ -832,9 +598,9 @@ class StreamWebSocket(WebSocketBase):
         stream = self._stream
         receive = io.receiver(stream) or partial(io.receive, stream)
         clock = self._clock
-        self._after_io()
+        self._pump()
         while not conn.close_transport:
-            while len(self._queue) >= self._max_queue and not self._discard:
+            while self._read_paused:  # back-pressure: see WebSocketAPI._deliver
                 waiter = self._space_waiter = io.waiter()
                 await waiter.wait()
                 self._space_waiter = None
@@ -848,7 +614,7 @@ class StreamWebSocket(WebSocketBase):
                 conn.receive_data(data, clock())
             else:
                 conn.receive_eof()
-            self._after_io()
+            self._pump()
             if not data:
                 return
 
@@ -858,7 +624,7 @@ class StreamWebSocket(WebSocketBase):
         with io.cancel_scope() as scope:
             self._writer_scope = scope
             if conn.close_transport:
-                self._transport_must_close()
+                self._close_transport()
             while True:
                 out = self._out
                 if self._writing or not out:
@@ -875,8 +641,6 @@ class StreamWebSocket(WebSocketBase):
                 try:
                     await io.send(self._stream, data)
                 except io.stream_errors as exc:
-                    self._out.clear()
-                    self._pending = 0
                     self._stream_failed(exc)
                     break
                 finally:
@@ -890,7 +654,7 @@ class StreamWebSocket(WebSocketBase):
             # Cut short by the close bound: the peer does not read; the stream is dropped.
             self._out.clear()
             self._pending = 0
-        await self._close_transport()
+        await self._aclose_stream()
         # The connection is over: end the reader and timer (the stream is closed).
         assert self._bg_scope is not None
         self._bg_scope.cancel()
@@ -900,7 +664,7 @@ class StreamWebSocket(WebSocketBase):
         conn = self._conn
         # A connection made without `now` (the embedding path) learns the clock here.
         conn.handle_timer(io.current_time())
-        self._after_io()
+        self._pump()
         while True:
             deadline = conn.next_deadline()
             with io.cancel_scope(deadline=math.inf if deadline is None else deadline) as scope:
@@ -910,12 +674,12 @@ class StreamWebSocket(WebSocketBase):
             now = io.current_time()
             deadline = conn.next_deadline()
             if deadline is not None and now >= deadline:
-                if self._reading_paused() and conn.state is State.OPEN:
+                if self._read_paused and conn.state is State.OPEN:
                     # We stopped reading (the application is behind): the pong may be waiting unread
                     # in the stream, so this silence is ours, not the peer's.
                     conn.receive_data(b"", now)
                 conn.handle_timer(now)
-                self._after_io()
+                self._pump()
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -1189,37 +953,6 @@ async def _server_handshake(
     if scope.cancelled_caught:
         raise WSTimeoutError(f"opening handshake not finished within {timeout} s")
     return True
-
-
-def broadcast(
-    connections: Iterable[_W], message: str | bytes | bytearray | memoryview, *, limit: int | None = None
-) -> list[_W]:
-    """Send `message` to every open connection without waiting; return the ones skipped.
-
-    The frame is encoded once and queued as is to each server-side connection (uncompressed, which
-    permessage-deflate allows per message). A connection is skipped when it is not open, is in the
-    middle of a fragmented send, or its writer is behind by more than `HIGH_WATER` (or `limit`) bytes,
-    so one slow client never stalls the others.
-    """
-    if isinstance(message, str):
-        frame = encode_frame(1, message.encode("utf-8"))
-    elif isinstance(message, (bytes, bytearray, memoryview)):
-        frame = encode_frame(2, bytes(message))
-    else:
-        raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
-    skipped: list[_W] = []
-    for ws in connections:
-        if limit is not None and ws.write_buffer_size() > limit:
-            skipped.append(ws)
-            continue
-        try:
-            # A client masks each frame with its own key: no shared encoding is possible.
-            sent = ws.send_message_nowait(message) if ws.core.client else ws.send_prepared(frame)
-        except WSError:  # a fragmented send in progress, or already closed
-            sent = False
-        if not sent:
-            skipped.append(ws)
-    return skipped
 
 
 def check_listen_args(host: Any, port: Any, sock: Any) -> None:

@@ -1,4 +1,5 @@
-"""The names every adapter re-exports, so that an application imports one module
+"""The names every adapter re-exports (`broadcast` and `echo_handler` included: one implementation
+for every adapter), so that an application imports one module
 (`from wscore_trio import connect, WSMsgType, ConnectionClosed, ...`)."""
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from wscore import (
     WSTimeoutError,
 )
 
-from .api import DEFAULT_MAX_QUEUE, WSTimeout, echo_handler
+from .api import DEFAULT_MAX_QUEUE, WSTimeout
+from .connection import broadcast, echo_handler
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
@@ -37,5 +39,6 @@ __all__ = [
     "WSMsgType",
     "WSTimeout",
     "WSTimeoutError",
+    "broadcast",
     "echo_handler",
 ]

@@ -20,7 +20,7 @@ import math
 import socket
 import ssl as ssl_module
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, suppress
 from typing import TYPE_CHECKING, Any, cast
 
@@ -38,13 +38,12 @@ from _wscore_kit.driver import (
     PushSource,
     RecvSome,
     ScopeLike,
-    SendSome,
     StreamServer,
     StreamWebSocket,
+    TryWrite,
     check_listen_args,
     connect_stream,
 )
-from _wscore_kit.driver import broadcast as _broadcast
 from _wscore_kit.driver import wrap_stream as _wrap_stream
 from _wscore_kit.options import ClientKwargs, ClientOptions, ServerKwargs, ServerOptions, with_options
 from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
@@ -56,7 +55,6 @@ if TYPE_CHECKING:
 __all__ = [
     "WSServer",
     "WebSocket",
-    "broadcast",
     "connect",
     "serve",
     "wrap_stream",
@@ -181,12 +179,12 @@ class _TrioBackendIO(_AnyioIO):
             return None
         return socket_receiver(stream.extra(SocketAttribute.raw_socket), anyio.ClosedResourceError)
 
-    def sender(self, stream: Any) -> SendSome | None:
-        from wscore_trio.lowlevel import RAW_SOCKETS, socket_sender
+    def try_writer(self, stream: Any) -> TryWrite | None:
+        from wscore_trio.lowlevel import RAW_SOCKETS, socket_try_writer
 
         if not isinstance(stream, anyio.abc.SocketStream) or not RAW_SOCKETS:
             return None
-        return socket_sender(stream.extra(SocketAttribute.raw_socket), anyio.ClosedResourceError)
+        return socket_try_writer(stream.extra(SocketAttribute.raw_socket), anyio.ClosedResourceError)
 
 
 _GENERIC_IO = _AnyioIO()
@@ -580,17 +578,6 @@ async def _serve_asyncio(
             listening.close()
             for stream in accepted:  # arrived as the server stopped: never handled
                 stream.transport.abort()
-
-
-def broadcast(
-    connections: Iterable[WebSocket],
-    message: str | bytes | bytearray | memoryview,
-    *,
-    limit: int | None = None,
-) -> list[WebSocket]:
-    """Send `message` to every open connection without waiting, the frame encoded once; returns the
-    connections skipped (closed, or behind by more than `limit`/`_wscore_kit.driver.HIGH_WATER` bytes)."""
-    return _broadcast(connections, message, limit=limit)
 
 
 def wrap_stream(

@@ -14,14 +14,13 @@ from _wscore_kit import public as _public
 from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
 
 from ._client import client_ssl_context, connect
-from ._connection import WebSocket, broadcast, wrap_transport
+from ._connection import WebSocket, wrap_transport
 from ._server import Server, accept_socket, echo, serve
 
 __all__ = [
     "Server",
     "WebSocket",
     "accept_socket",
-    "broadcast",
     "client_ssl_context",
     "connect",
     "echo",

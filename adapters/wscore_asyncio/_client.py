@@ -67,7 +67,7 @@ async def _open(url: str, options: ClientOptions) -> WebSocket:
         await ws._opened
     except BaseException:
         ws._abort()
-        await ws._wait_lost()
+        await ws._wait_done()
         raise
     return ws
 

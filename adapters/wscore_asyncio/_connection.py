@@ -17,34 +17,25 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Final, cast
 
 from _wscore_kit.api import (
     DEFAULT_MAX_QUEUE,
-    WebSocketBase,
-    close_args,
-    compress_flag,
-    control_payload,
-    text_or_bytes,
 )
+from _wscore_kit.connection import WebSocketAPI
 from wscore import (
-    CLOSED_MESSAGE,
-    CLOSING_MESSAGE,
     Connection,
     ConnectionClosed,
     HandshakeError,
     Request,
     ServerConnection,
     State,
-    WSMessage,
     WSMsgType,
     WSTimeoutError,
-    encode_frame,
 )
 
-__all__ = ["WebSocket", "broadcast", "wrap_transport"]
+__all__ = ["WebSocket", "wrap_transport"]
 
 _OPEN: Final = State.OPEN
 _CLOSING: Final = State.CLOSING
@@ -78,7 +69,7 @@ def _expire(waiter: asyncio.Future[None], timeout: float) -> None:
         waiter.set_exception(WSTimeoutError(f"no message within {timeout} s"))
 
 
-class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
+class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
     """A WebSocket connection (client or server) with aiohttp's `ClientWebSocketResponse` API.
 
     Get one from `connect()`, as the argument of a `serve()` handler, or from `wrap_transport()`.
@@ -92,9 +83,7 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         receive_timeout: float | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        if max_queue < 1:
-            raise ValueError("max_queue must be at least 1")
-        self._conn = conn
+        self._init_api(conn, max_queue, receive_timeout)
         self._loop = loop = loop or asyncio.get_running_loop()
         # asyncio's own loops read time.monotonic() and create an asyncio.Future through Python methods;
         # calling those directly saves a frame per read and per wait. Other loops (uvloop) keep theirs.
@@ -103,13 +92,7 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         self._plain_future = type(loop).create_future is asyncio.BaseEventLoop.create_future
         self._transport: asyncio.Transport | None = None
         self._read_view: memoryview | None = None
-        self._queue: deque[WSMessage] = deque()
-        self._max_queue = max_queue
-        # Reading resumes once the queue is down to a quarter: no pause/resume flapping per message.
-        self._low_water = max_queue // 4
-        self._receive_timeout = receive_timeout
         self._waiter: asyncio.Future[None] | None = None
-        self._read_paused = False
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -127,7 +110,6 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         )
         # Server side: called once when the upgrade request has arrived.
         self._on_request: Callable[[WebSocket], None] | None = None
-        self._closing = False  # the application called close(): later messages are discarded
         # A server's set of live connections. Joined in connection_made: with TLS, a connection whose
         # TLS handshake fails never reaches this protocol at all.
         self._registry: set[WebSocket] | None = None
@@ -143,7 +125,7 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         self._read_view = _read_buffer()
         if self._registry is not None:
             self._registry.add(self)
-        self._sync()
+        self._pump()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._read_view  # type: ignore[return-value]  # set in connection_made
@@ -159,10 +141,10 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
             self._transport.write(conn.data_to_send())  # type: ignore[union-attr]
         events = conn.pending_events
         if events:
-            self._dispatch(events)
+            self._deliver(events)
             events.clear()
         if conn.state is not _OPEN:
-            self._sync()
+            self._pump()
 
     def data_received(self, data: bytes) -> None:
         """Bytes from a transport that does not use `get_buffer` (or given to `wrap_transport`)."""
@@ -221,7 +203,7 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         except HandshakeError as exc:
             if self._opened is not None and not self._opened.done():
                 self._opened.set_exception(exc)
-        self._sync()
+        self._pump()
 
     def _handshake_data(self, data: bytes | memoryview) -> None:
         conn = self._conn
@@ -230,7 +212,7 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         except HandshakeError as exc:
             if self._opened is not None and not self._opened.done():
                 self._opened.set_exception(exc)
-            self._sync()
+            self._pump()
             return
         if conn.client:
             if conn.state is not _CONNECTING:
@@ -240,7 +222,7 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
                 assert self._opened is not None
                 if not self._opened.done():
                     self._opened.set_result(None)
-            self._sync()
+            self._pump()
         elif isinstance(conn, ServerConnection) and conn.request is not None and self.request is None:
             # Until the application accepts, bytes after the request would pile up in the core.
             self.request = conn.request
@@ -248,31 +230,66 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
             if self._on_request is not None:
                 self._on_request(self)
 
-    def _sync(self) -> None:
-        """After a call into the core: write its output, deliver its events, follow its timers."""
-        conn = self._conn
-        transport = self._transport
-        out = conn.data_to_send()
-        if out and transport is not None and not self._transport_closing:
-            transport.write(out)
-        events = conn.events()
-        if events:
-            self._dispatch(events)
-        if conn.close_transport:
-            self._close_transport()
-        elif transport is not None:
-            self._arm_timer()
+    # -- the primitives of WebSocketAPI ------------------------------------------------------------
 
-    def _dispatch(self, events: list[WSMessage]) -> None:
-        if self._closing:
-            return  # the application is closing: like aiohttp's close(), drop what still arrives
-        queue = self._queue
-        queue.extend(events)
+    def _now(self) -> float:
+        return self._loop.time()
+
+    def _gone(self) -> bool:
+        return self._lost.done()
+
+    def _behind(self) -> bool:
+        return self._write_paused
+
+    def _write(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport_closing:
+            self._transport.write(data)
+
+    def _sent(self, size: int) -> bool:
+        """Write (or hold, see `_coalesce`) the frame a send just queued in the core; True when the
+        caller must then wait for the transport to drain."""
+        if self._queue and not self._write_paused and self._coalesce(size):
+            return False
+        out = self._conn.pending_output
+        if len(out) == 1 and not self._transport_closing:
+            self._transport.write(out.pop())  # type: ignore[union-attr]
+        else:
+            self._write_out()
+        return self._write_paused
+
+    def _wake_receiver(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if len(queue) >= self._max_queue and not self._read_paused:
-            self._pause_reading()
+
+    async def _wait_message(self, timeout: float | None) -> None:
+        queue = self._queue
+        lost = self._lost
+        loop = self._loop
+        while not queue and not lost.done():
+            if self._plain_future:
+                waiter = self._waiter = asyncio.Future(loop=loop)
+            else:
+                waiter = self._waiter = loop.create_future()
+            if timeout is not None:
+                # 0 does not wait: a message already queued, else WSTimeoutError (as on trio/anyio).
+                handle = loop.call_later(timeout, _expire, waiter, timeout)
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
+                    handle.cancel()
+            else:
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
+
+    async def _wait_done(self) -> None:
+        await asyncio.shield(self._lost)
+
+    def _close_cancelled(self) -> None:
+        self._abort()  # asyncio's idiom: a cancelled close() drops the connection
 
     def _pause_reading(self) -> None:
         if not self._read_paused and self._transport is not None and not self._transport_closing:
@@ -309,7 +326,7 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
             # socket, so this silence is ours, not the peer's. Count it as activity for the heartbeat.
             self._conn.receive_data(b"", now)
         self._conn.handle_timer(now)
-        self._sync()
+        self._pump()
 
     def _close_transport(self) -> None:
         transport = self._transport
@@ -336,9 +353,6 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
             self._transport_closing = True
             transport.abort()
 
-    async def _wait_lost(self) -> None:
-        await asyncio.shield(self._lost)
-
     async def _drain(self) -> None:
         if self._lost.done():
             raise ConnectionClosed(self._conn.close_code, self._conn.close_reason)
@@ -353,95 +367,7 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         if out and not self._transport_closing:
             self._transport.write(out)  # type: ignore[union-attr]
 
-    # -- receiving ---------------------------------------------------------------------------------
-
-    async def receive(self, timeout: float | None = None) -> WSMessage:
-        """The next message. TEXT/BINARY (and PING/PONG with autoping off) as they arrive; then CLOSE
-        (the peer's code in `data`, reason in `extra`) or ERROR (the exception); then CLOSED forever.
-
-        `timeout` (default: the connection's receive timeout; 0: do not wait) raises `WSTimeoutError`
-        and leaves the connection open. Only one task may receive at a time (`RuntimeError` otherwise).
-        """
-        if self._waiter is not None:
-            raise RuntimeError("Concurrent call to receive() is not allowed")
-        queue = self._queue
-        while not queue:
-            conn = self._conn
-            if conn.state is not _OPEN or self._closing or self._lost.done():
-                if conn.closed or self._lost.done():
-                    return CLOSED_MESSAGE
-                if self._closing:
-                    await self._wait_lost()
-                    return CLOSED_MESSAGE
-                if conn.state is _CLOSING:
-                    # The peer's close (autoclose off) was delivered: ours is to send, as in aiohttp.
-                    await self.close()
-                    return CLOSED_MESSAGE
-            if self._read_paused:
-                self._resume_reading()
-            if self._plain_future:
-                waiter = self._waiter = asyncio.Future(loop=self._loop)
-            else:
-                waiter = self._waiter = self._loop.create_future()
-            if timeout is None:
-                timeout = self._receive_timeout
-            if timeout is not None:
-                # 0 does not wait: a message already queued, else WSTimeoutError (as on trio/anyio).
-                handle = self._loop.call_later(timeout, _expire, waiter, timeout)
-                try:
-                    await waiter
-                finally:
-                    self._waiter = None
-                    handle.cancel()
-            else:
-                try:
-                    await waiter
-                finally:
-                    self._waiter = None
-        msg = queue.popleft()
-        if self._read_paused and len(queue) <= self._low_water:
-            self._resume_reading()
-        return msg
-
     # -- sending -----------------------------------------------------------------------------------
-
-    async def send_str(self, data: str, compress: bool | int | None = None) -> None:
-        """Send a text message; `compress` overrides whether this one is compressed (None: the default)."""
-        if not isinstance(data, str):
-            raise TypeError(f"data argument must be str, not {type(data).__name__}")
-        conn = self._conn
-        if compress is None:
-            conn.send_text(data)
-        else:
-            conn.send_text(data, compress=compress_flag(compress))
-        if self._write_sent(len(data)):
-            await self._drain()
-
-    async def send_bytes(
-        self, data: bytes | bytearray | memoryview, compress: bool | int | None = None
-    ) -> None:
-        """Send a binary message; `compress` as in `send_str`."""
-        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data argument must be bytes-like, not {type(data).__name__}")
-        conn = self._conn
-        if compress is None:
-            conn.send_bytes(data)
-        else:
-            conn.send_bytes(data, compress=compress_flag(compress))
-        if self._write_sent(len(data)):
-            await self._drain()
-
-    def _write_sent(self, size: int) -> bool:
-        """Write (or hold, see `_coalesce`) the frame a send just queued in the core; True when the
-        caller must then wait for the transport to drain."""
-        if self._queue and not self._write_paused and self._coalesce(size):
-            return False
-        out = self._conn.pending_output
-        if len(out) == 1 and not self._transport_closing:
-            self._transport.write(out.pop())  # type: ignore[union-attr]
-        else:
-            self._write_out()
-        return self._write_paused
 
     def _coalesce(self, size: int) -> bool:
         """Whether a send just queued in the core may wait for the next write, with the ones before it.
@@ -466,83 +392,6 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         self._held = 0
         self._write_out()
 
-    async def send_frame(
-        self, message: bytes | bytearray | memoryview, opcode: int, compress: bool | int | None = None
-    ) -> None:
-        """Send one frame with `opcode` (TEXT, BINARY, CONTINUATION, PING, PONG or CLOSE)."""
-        text_or_bytes(message, "bytes")
-        payload = bytes(message)
-        conn = self._conn
-        flag = compress_flag(compress) if compress is not None else None
-        if flag and opcode == WSMsgType.BINARY:
-            conn.send_bytes(payload, compress=True)
-        elif flag and opcode == WSMsgType.TEXT:
-            conn.send_text(payload.decode("utf-8"), compress=True)
-        elif opcode == WSMsgType.CLOSE:
-            if not payload:
-                await self.close(code=None)
-                return
-            await self.close(code=int.from_bytes(payload[:2], "big"), message=payload[2:])
-            return
-        else:
-            conn.send_frame(payload, int(opcode))
-        self._write_out()
-        if self._write_paused:
-            await self._drain()
-
-    async def ping(self, message: bytes | str = b"") -> None:
-        """Send a ping (at most 125 bytes, else `ValueError`)."""
-        self._conn.ping(control_payload(message), self._loop.time())
-        self._write_out()
-        self._arm_timer()
-
-    async def pong(self, message: bytes | str = b"") -> None:
-        """Send a pong: an unsolicited one, or the answer to a ping with autoping off."""
-        self._conn.pong(control_payload(message))
-        self._write_out()
-
-    def send_prepared(self, frame: bytes) -> bool:
-        """Write a frame made by `wscore.encode_frame` without waiting (server side); False if the
-        connection is not open or its write buffer is full (the frame is then not sent)."""
-        conn = self._conn
-        if self._write_paused or conn.close_sent or conn.state is not _OPEN or self._transport_closing:
-            return False
-        conn.send_prepared(frame)
-        self._transport.write(conn.data_to_send())  # type: ignore[union-attr]
-        return True
-
-    # -- closing -----------------------------------------------------------------------------------
-
-    async def close(self, *, code: int | None = 1000, message: bytes | str = b"") -> bool:
-        """Close: send a close frame, wait for the peer's (within the close timeout) and for TCP to
-        close. Returns True if this call closed the connection, False if it was already closing.
-
-        A task waiting in `receive()` gets a CLOSING message. Cancelling close() drops the connection.
-        """
-        code, reason = close_args(code, message)
-        conn = self._conn
-        result = False
-        if conn.state is _CONNECTING:
-            # Not yet accepted (server) or not yet opened: there is no close handshake to do.
-            self._abort()
-        elif not (conn.closed or conn.close_sent):
-            if not self._closing:
-                self._closing = True
-                self._queue.clear()
-                waiter = self._waiter
-                if waiter is not None and not waiter.done():
-                    self._queue.append(CLOSING_MESSAGE)
-                    waiter.set_result(None)
-                self._resume_reading()  # the peer's close frame must get through
-            result = conn.close(code, reason, self._loop.time())
-            self._sync()
-        try:
-            await self._wait_lost()
-        except asyncio.CancelledError:
-            self._abort()
-            raise
-        return result
-
     async def __aenter__(self) -> WebSocket:
         return self
 
@@ -550,12 +399,6 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         await self.close()
 
     # -- state -------------------------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """True once a close frame was sent or the connection is closed."""
-        conn = self._conn
-        return conn.close_sent or conn.closed or self._lost.done()
 
     @property
     def transport(self) -> asyncio.Transport | None:
@@ -573,62 +416,6 @@ class WebSocket(WebSocketBase, asyncio.BufferedProtocol):
         if self._transport is None or self._transport_closing:
             return 0
         return self._transport.get_write_buffer_size()
-
-    async def wait_closed(self) -> None:
-        """Wait until the TCP connection is closed (without starting a close)."""
-        await self._wait_lost()
-
-    def __repr__(self) -> str:
-        role = "client" if self._conn.client else "server"
-        return f"<WebSocket {role} {self._conn.state.name}>"
-
-
-def broadcast(
-    connections: Iterable[WebSocket],
-    message: str | bytes | bytearray | memoryview,
-    *,
-    limit: int | None = None,
-) -> list[WebSocket]:
-    """Send `message` to every open connection without waiting; return the ones skipped.
-
-    The frame is encoded once and written to each server-side connection as is (uncompressed, which
-    permessage-deflate allows per message). A connection is skipped when it is not open, is in the
-    middle of a fragmented send, or its write buffer is full (over the transport's high-water mark, or
-    over `limit` bytes when given), so one slow client never stalls the others.
-    """
-    if isinstance(message, str):
-        frame = encode_frame(1, message.encode("utf-8"))
-    elif isinstance(message, (bytes, bytearray, memoryview)):
-        frame = encode_frame(2, bytes(message))
-    else:
-        raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
-    skipped: list[WebSocket] = []
-    for ws in connections:
-        if limit is not None and ws.write_buffer_size() > limit:
-            skipped.append(ws)
-            continue
-        if ws.core.client:
-            # A client masks each frame with its own key: no shared encoding is possible.
-            if ws._write_paused or ws.closed:
-                skipped.append(ws)
-                continue
-            try:
-                if isinstance(message, str):
-                    ws.core.send_text(message)
-                else:
-                    ws.core.send_bytes(message)
-            except Exception:  # a fragmented send in progress (InvalidStateError)
-                skipped.append(ws)
-                continue
-            ws._write_out()
-            continue
-        try:
-            sent = ws.send_prepared(frame)
-        except Exception:  # a fragmented send in progress (InvalidStateError) or already closed
-            sent = False
-        if not sent:
-            skipped.append(ws)
-    return skipped
 
 
 def wrap_transport(

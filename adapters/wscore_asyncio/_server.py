@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from _wscore_kit.api import echo_handler
+from _wscore_kit.connection import echo_handler
 from _wscore_kit.options import ACCEPT_OPTIONS, AcceptKwargs, ServerKwargs, ServerOptions, with_options
 from _wscore_kit.server import ProcessRequest, answer_request, handler_close, logger
 from wscore import ServerConnection
@@ -35,11 +35,11 @@ async def _handshake(
     assert isinstance(conn, ServerConnection)
     loop = asyncio.get_running_loop()
     if not await answer_request(conn, process_request, extra_headers, loop.time):
-        ws._sync()  # the plain answer, refusal or 500, then the transport closes
+        ws._pump()  # the plain answer, refusal or 500, then the transport closes
         return False
     ws._handshaking = False
     ws._resume_reading()
-    ws._sync()  # the 101, then any frames that came right behind the request
+    ws._pump()  # the 101, then any frames that came right behind the request
     return True
 
 
@@ -84,7 +84,7 @@ class Server:
     async def _run(self, ws: WebSocket) -> None:
         try:
             if not await _handshake(ws, self.options.process_request, self.options.extra_headers):
-                await ws._wait_lost()
+                await ws._wait_done()
                 return
             error: Exception | None = None
             try:
@@ -257,9 +257,9 @@ async def accept_socket(sock: socket.socket, **options: Unpack[AcceptKwargs]) ->
             return ws
     except BaseException:
         ws._abort()
-        await ws._wait_lost()
+        await ws._wait_done()
         raise
-    await ws._wait_lost()
+    await ws._wait_done()
     return None
 
 

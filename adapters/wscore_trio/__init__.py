@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -29,13 +29,12 @@ from _wscore_kit.driver import (
     IOBackend,
     RecvSome,
     ScopeLike,
-    SendSome,
     StreamServer,
     StreamWebSocket,
+    TryWrite,
     check_listen_args,
     connect_stream,
 )
-from _wscore_kit.driver import broadcast as _broadcast
 from _wscore_kit.driver import wrap_stream as _wrap_stream
 from _wscore_kit.options import ClientKwargs, ClientOptions, ServerKwargs, ServerOptions, with_options
 from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
@@ -44,12 +43,11 @@ from wscore import Connection
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-from .lowlevel import RAW_SOCKETS, Waiter, socket_receiver, socket_sender
+from .lowlevel import RAW_SOCKETS, Waiter, socket_receiver, socket_try_writer
 
 __all__ = [
     "WSServer",
     "WebSocket",
-    "broadcast",
     "connect",
     "serve",
     "wrap_stream",
@@ -98,9 +96,9 @@ class _TrioIO(IOBackend):
             socket_receiver(stream.socket) if isinstance(stream, trio.SocketStream) and RAW_SOCKETS else None
         )
 
-    def sender(self, stream: trio.abc.Stream) -> SendSome | None:
+    def try_writer(self, stream: trio.abc.Stream) -> TryWrite | None:
         if isinstance(stream, trio.SocketStream) and RAW_SOCKETS:
-            return socket_sender(stream.socket)
+            return socket_try_writer(stream.socket)
         return None
 
     def extra_info(self, stream: Any, name: str) -> Any:
@@ -272,17 +270,6 @@ async def serve(
         nursery.start_soon(server.shutdown_on_cancel)
         await nursery.start(trio.serve_listeners, server.handle, listeners)
         task_status.started(server)
-
-
-def broadcast(
-    connections: Iterable[WebSocket],
-    message: str | bytes | bytearray | memoryview,
-    *,
-    limit: int | None = None,
-) -> list[WebSocket]:
-    """Send `message` to every open connection without waiting, the frame encoded once; returns the
-    connections skipped (closed, or behind by more than `limit`/`_wscore_kit.driver.HIGH_WATER` bytes)."""
-    return _broadcast(connections, message, limit=limit)
 
 
 def wrap_stream(

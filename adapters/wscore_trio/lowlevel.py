@@ -10,9 +10,9 @@ from typing import Any
 
 import trio
 
-from _wscore_kit.driver import RecvSome, SendSome
+from _wscore_kit.driver import RecvSome, TryWrite
 
-__all__ = ["RAW_SOCKETS", "Waiter", "socket_receiver", "socket_sender"]
+__all__ = ["RAW_SOCKETS", "Waiter", "socket_receiver", "socket_try_writer"]
 
 _RECEIVE_SIZE = 65536
 
@@ -22,26 +22,21 @@ RAW_SOCKETS = sys.platform != "win32"
 work on sockets there)."""
 
 
-def socket_sender(sock: Any, closed: type[Exception] = trio.ClosedResourceError) -> SendSome:
-    """`send_some` on a nonblocking socket: os.write, one system call and no scheduler pass per message
-    (a trio socket's send() is a checkpoint); only a full socket waits, cancellably, having written
-    nothing. Also used by wscore_anyio on the trio backend, with its `closed` exception."""
-    wait_writable = trio.lowlevel.wait_writable
+def socket_try_writer(sock: Any, closed: type[Exception] = trio.ClosedResourceError) -> TryWrite:
+    """`try_write` on a nonblocking socket: os.write, one system call and no scheduler pass per message
+    (a trio socket's send() is a checkpoint); 0 when the socket is full. Also used by wscore_anyio on
+    the trio backend, with its `closed` exception."""
 
-    async def send_some(data: bytes | memoryview) -> int:
-        while True:
-            fd = sock.fileno()
-            if fd < 0:
-                raise closed("the socket was closed")
-            try:
-                return os.write(fd, data)
-            except BlockingIOError:
-                try:
-                    await wait_writable(sock)
-                except trio.ClosedResourceError as exc:
-                    raise closed(str(exc)) from None
+    def try_write(data: bytes | memoryview) -> int:
+        fd = sock.fileno()
+        if fd < 0:
+            raise closed("the socket was closed")
+        try:
+            return os.write(fd, data)
+        except BlockingIOError:
+            return 0
 
-    return send_some
+    return try_write
 
 
 def socket_receiver(sock: Any, closed: type[Exception] = trio.ClosedResourceError) -> RecvSome:

@@ -205,25 +205,30 @@ async def test_cancelled_send_on_a_full_socket_still_sends_the_frame_whole() -> 
 
 
 async def test_a_full_queue_stops_reading_the_stream() -> None:
+    """Reading pauses with `max_queue` messages unread and resumes at a quarter of it (the kit's one
+    back-pressure rule), not once per message."""
     ours, theirs = pipe()
     sent = 0
 
     async def peer_sends() -> None:
         nonlocal sent
-        for i in range(6):
+        for i in range(10):
             await theirs.send(encode_frame(1, str(i).encode()))
             sent += 1
 
     with anyio.fail_after(10):
-        async with wscore_anyio.wrap_stream(ours, Connection(client=True), max_queue=2) as ws:
+        async with wscore_anyio.wrap_stream(ours, Connection(client=True), max_queue=4) as ws:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(peer_sends)
                 await anyio.wait_all_tasks_blocked()
-                assert sent == 2  # the third write waits: the queue is full, nobody reads
-                assert await ws.receive_str() == "0"
+                assert sent == 4  # the fifth write waits: the queue is full, nobody reads
+                assert [await ws.receive_str() for _ in range(2)] == ["0", "1"]
                 await anyio.wait_all_tasks_blocked()
-                assert sent == 3
-                assert [await ws.receive_str() for _ in range(5)] == ["1", "2", "3", "4", "5"]
+                assert sent == 4  # two unread: still paused
+                assert await ws.receive_str() == "2"
+                await anyio.wait_all_tasks_blocked()
+                assert sent == 7  # one unread (a quarter): reading resumed until full again
+                assert [await ws.receive_str() for _ in range(7)] == [str(i) for i in range(3, 10)]
             await theirs.aclose()
 
 

@@ -232,25 +232,30 @@ def test_cancelled_send_on_a_full_socket_still_sends_the_frame_whole() -> None:
 
 
 def test_a_full_queue_stops_reading_the_stream() -> None:
+    """As on anyio (test_anyio_specific): pause at `max_queue` unread, resume at a quarter."""
+
     async def main() -> None:
         ours, theirs = trio.testing.lockstep_stream_pair()
         sent = 0
 
         async def peer_sends() -> None:
             nonlocal sent
-            for i in range(6):
+            for i in range(10):
                 await theirs.send_all(encode_frame(1, str(i).encode()))
                 sent += 1
 
-        async with wscore_trio.wrap_stream(ours, Connection(client=True), max_queue=2) as ws:
+        async with wscore_trio.wrap_stream(ours, Connection(client=True), max_queue=4) as ws:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(peer_sends)
                 await trio.testing.wait_all_tasks_blocked()
-                assert sent == 2  # the third write waits: nobody reads the stream
-                assert await ws.receive_str() == "0"
+                assert sent == 4  # the fifth write waits: nobody reads the stream
+                assert [await ws.receive_str() for _ in range(2)] == ["0", "1"]
                 await trio.testing.wait_all_tasks_blocked()
-                assert sent == 3
-                assert [await ws.receive_str() for _ in range(5)] == ["1", "2", "3", "4", "5"]
+                assert sent == 4
+                assert await ws.receive_str() == "2"
+                await trio.testing.wait_all_tasks_blocked()
+                assert sent == 7
+                assert [await ws.receive_str() for _ in range(7)] == [str(i) for i in range(3, 10)]
             await theirs.aclose()
 
     run(main)

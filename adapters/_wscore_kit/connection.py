@@ -1,0 +1,462 @@
+"""The connection API (aiohttp's WebSocket methods) and the pump, written once for every adapter.
+
+`WebSocketAPI` holds the semantics: what `receive()` returns in each state, what a send checks and
+when it waits, what `close()` does to a waiting receiver, when reading pauses and resumes, what
+`broadcast` may skip. An adapter's connection class subclasses it and supplies the primitives of its
+I/O library (the methods marked "primitive" below):
+
+- `_write(data)`: hand bytes to the transport or the writer task;
+- `_sent(size) -> bool`: write what a send just queued in the core (a driver may hold small frames
+  to join them); True when the caller must then `await _drain()`;
+- `_drain()`: wait until the written bytes are below the high-water mark; `ConnectionClosed` if the
+  transport died meanwhile;
+- `_wait_message(timeout)`: wait until a message is queued or the connection is done
+  (`WSTimeoutError` after `timeout`; 0 does not wait);
+- `_wake_receiver()`, `_pause_reading()`, `_resume_reading()`, `_arm_timer()`,
+  `_close_transport()`, `_abort()`, `_wait_done()`, `_gone()`, `_now()`.
+
+The pump (`_pump`) runs after every call into the core: it writes what the core produced, delivers
+the events (`_deliver`), closes the transport when the core is done, and re-arms the one timer at
+`next_deadline()`. The back-pressure rule is `_deliver`'s and `receive()`'s: reading pauses when
+`max_queue` messages wait unread and resumes when a quarter of that (or none) is left, so a busy
+application does not flap the socket once per message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TypeVar
+
+from wscore import (
+    CLOSED_MESSAGE,
+    CLOSING_MESSAGE,
+    Connection,
+    ConnectionClosed,
+    State,
+    WSError,
+    WSMessage,
+    WSMsgType,
+    encode_frame,
+)
+
+from .api import (
+    close_args,
+    compress_flag,
+    control_payload,
+    decode_json,
+    expect_bytes,
+    expect_str,
+    text_or_bytes,
+)
+
+__all__ = ["HIGH_WATER", "WebSocketAPI", "broadcast", "connection_closed", "echo_handler"]
+
+HIGH_WATER: Final = 64 * 1024
+"""Bytes written but not yet sent above which a send waits (back-pressure) and `broadcast` skips."""
+
+_OPEN: Final = State.OPEN
+_CLOSING: Final = State.CLOSING
+_CLOSED: Final = State.CLOSED
+_CONNECTING: Final = State.CONNECTING
+_STOP_ITERATION: Final = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
+
+_W = TypeVar("_W", bound="WebSocketAPI")
+
+
+class WebSocketAPI:
+    """A WebSocket connection (client or server) with aiohttp's `ClientWebSocketResponse` API."""
+
+    _conn: Connection
+    _queue: deque[WSMessage]
+    _max_queue: int
+    _low_water: int
+    _receive_timeout: float | None
+    _closing: bool
+    _receiving: bool
+    _read_paused: bool
+
+    def _init_api(self, conn: Connection, max_queue: int, receive_timeout: float | None) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        self._conn = conn
+        self._queue = deque()
+        self._max_queue = max_queue
+        self._low_water = max_queue // 4
+        self._receive_timeout = receive_timeout
+        self._closing = False  # after our close(): messages still arriving are dropped
+        self._receiving = False
+        self._read_paused = False
+
+    # -- primitives (each adapter's) -------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:  # pragma: no cover - every adapter overrides it
+        """Primitive: hand `data` to the transport (or the writer task)."""
+        raise NotImplementedError
+
+    def _sent(self, size: int) -> bool:  # pragma: no cover
+        """Primitive: write what a send of `size` bytes queued in the core; True: `await _drain()`."""
+        raise NotImplementedError
+
+    async def _drain(self) -> None:  # pragma: no cover
+        """Primitive: wait for back-pressure to clear; `ConnectionClosed` if the transport died."""
+        raise NotImplementedError
+
+    async def _wait_message(self, timeout: float | None) -> None:  # pragma: no cover
+        """Primitive: until a message is queued or the connection is done; `WSTimeoutError` after
+        `timeout` seconds (0: do not wait)."""
+        raise NotImplementedError
+
+    async def _wait_done(self) -> None:  # pragma: no cover
+        """Primitive: until the transport is closed and the connection's background work ended."""
+        raise NotImplementedError
+
+    def _wake_receiver(self) -> None:  # pragma: no cover
+        """Primitive: wake the task in `_wait_message`, if any."""
+        raise NotImplementedError
+
+    def _pause_reading(self) -> None:  # pragma: no cover
+        """Primitive: stop reading from the transport (sets `_read_paused`)."""
+        raise NotImplementedError
+
+    def _resume_reading(self) -> None:  # pragma: no cover
+        """Primitive: read again (clears `_read_paused`)."""
+        raise NotImplementedError
+
+    def _arm_timer(self) -> None:  # pragma: no cover
+        """Primitive: make the one timer fire at `self._conn.next_deadline()`."""
+        raise NotImplementedError
+
+    def _close_transport(self) -> None:  # pragma: no cover
+        """Primitive: the core is done (`close_transport`): flush within the close timeout, then
+        close (at once when `abort_transport`)."""
+        raise NotImplementedError
+
+    def _abort(self) -> None:  # pragma: no cover
+        """Primitive: drop the TCP connection now."""
+        raise NotImplementedError
+
+    def _gone(self) -> bool:  # pragma: no cover
+        """Primitive: whether the transport is closed or lost (nothing can be written)."""
+        raise NotImplementedError
+
+    def _now(self) -> float:  # pragma: no cover
+        """Primitive: the event loop's clock, the `now` of the core's timers."""
+        raise NotImplementedError
+
+    def write_buffer_size(self) -> int:  # pragma: no cover
+        """Bytes written but not yet sent."""
+        raise NotImplementedError
+
+    def _behind(self) -> bool:  # pragma: no cover
+        """Primitive: whether writing is behind (over `HIGH_WATER`): `broadcast` skips this one."""
+        raise NotImplementedError
+
+    # -- the pump --------------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """After a call into the core: write its bytes, deliver its events, close or re-arm."""
+        conn = self._conn
+        data = conn.data_to_send()
+        if data:
+            self._write(data)
+        events = conn.pending_events
+        if events:
+            self._deliver(events)
+            events.clear()
+        if conn.close_transport:
+            self._close_transport()
+        else:
+            self._arm_timer()
+
+    def _deliver(self, events: list[WSMessage]) -> None:
+        """Queue the core's events for `receive()`; reading pauses at `max_queue` unread."""
+        if self._closing:
+            return  # the application is closing: like aiohttp's close(), drop what still arrives
+        queue = self._queue
+        queue.extend(events)
+        self._wake_receiver()
+        if len(queue) >= self._max_queue and not self._read_paused:
+            self._pause_reading()
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    async def receive(self, timeout: float | None = None) -> WSMessage:
+        """The next message. TEXT/BINARY (and PING/PONG with autoping off) as they arrive; then CLOSE
+        (the peer's code in `data`, reason in `extra`) or ERROR (the exception); then CLOSED forever.
+
+        `timeout` (default: the connection's receive timeout; 0: do not wait) raises `WSTimeoutError`
+        and leaves the connection open. Only one task may receive at a time (`RuntimeError`).
+        Cancelling the call loses no message.
+        """
+        if self._receiving:
+            raise RuntimeError("Concurrent call to receive() is not allowed")
+        queue = self._queue
+        if not queue:
+            conn = self._conn
+            if conn.state is not _OPEN or self._closing:
+                if conn.state is _CLOSED or self._gone():
+                    return CLOSED_MESSAGE
+                if conn.state is _CLOSING and not conn.close_sent and not self._closing:
+                    # The peer's close (autoclose off) was delivered: ours is to send, as in aiohttp.
+                    await self.close()
+                    return CLOSED_MESSAGE
+            if timeout is None:
+                timeout = self._receive_timeout
+            self._receiving = True
+            try:
+                await self._wait_message(timeout)
+            finally:
+                self._receiving = False
+            if not queue:
+                return CLOSED_MESSAGE  # done while waiting
+        msg = queue.popleft()
+        if self._read_paused and len(queue) <= self._low_water:
+            self._resume_reading()
+        return msg
+
+    async def receive_str(self, *, timeout: float | None = None) -> str:
+        """The next message, which must be TEXT (else `WSMessageTypeError`)."""
+        return expect_str(await self.receive(timeout))
+
+    async def receive_bytes(self, *, timeout: float | None = None) -> bytes:
+        """The next message, which must be BINARY (else `WSMessageTypeError`)."""
+        return expect_bytes(await self.receive(timeout))
+
+    async def receive_json(
+        self, *, loads: Callable[[str], Any] = json.loads, timeout: float | None = None
+    ) -> Any:
+        """The next TEXT message decoded with `loads`."""
+        return decode_json(await self.receive(timeout), loads)
+
+    def __aiter__(self: _W) -> _W:
+        return self
+
+    async def __anext__(self) -> WSMessage:
+        msg = await self.receive()
+        if msg.type in _STOP_ITERATION:
+            raise StopAsyncIteration
+        return msg
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def send_str(self, data: str, compress: bool | int | None = None) -> None:
+        """Send a text message; `compress` overrides whether this one is compressed (None: the
+        default). `TypeError` if `data` is not a str, `ConnectionClosed` once closed."""
+        if type(data) is not str:
+            text_or_bytes(data, "str")
+        if compress is None:
+            self._conn.send_text(data)
+        else:
+            self._conn.send_text(data, compress=compress_flag(compress))
+        if self._sent(len(data)):
+            await self._drain()
+
+    async def send_bytes(
+        self, data: bytes | bytearray | memoryview, compress: bool | int | None = None
+    ) -> None:
+        """Send a binary message; `compress` as in `send_str`."""
+        if type(data) is not bytes:
+            text_or_bytes(data, "bytes")
+        if compress is None:
+            self._conn.send_bytes(data)
+        else:
+            self._conn.send_bytes(data, compress=compress_flag(compress))
+        if self._sent(len(data)):
+            await self._drain()
+
+    async def send_json(
+        self, data: Any, compress: bool | int | None = None, *, dumps: Callable[[Any], str] = json.dumps
+    ) -> None:
+        """Send `dumps(data)` as a text message."""
+        await self.send_str(dumps(data), compress)
+
+    async def send_frame(
+        self, message: bytes | bytearray | memoryview, opcode: int, compress: bool | int | None = None
+    ) -> None:
+        """Send one frame with `opcode` (TEXT, BINARY, CONTINUATION, PING, PONG or CLOSE)."""
+        text_or_bytes(message, "bytes")
+        payload = bytes(message)
+        conn = self._conn
+        flag = compress_flag(compress)
+        if opcode == WSMsgType.CLOSE:
+            if not payload:
+                await self.close(code=None)
+            else:
+                await self.close(code=int.from_bytes(payload[:2], "big"), message=payload[2:])
+            return
+        if flag and opcode == WSMsgType.BINARY:
+            conn.send_bytes(payload, compress=True)
+        elif flag and opcode == WSMsgType.TEXT:
+            conn.send_text(payload.decode("utf-8"), compress=True)
+        else:
+            conn.send_frame(payload, int(opcode))
+        if self._sent(len(payload)):
+            await self._drain()
+
+    async def ping(self, message: bytes | str = b"") -> None:
+        """Send a ping (at most 125 bytes, else `ValueError`)."""
+        self._conn.ping(control_payload(message), self._now())
+        self._pump()  # the ping, and the pong deadline it armed
+        if self._behind():
+            await self._drain()
+
+    async def pong(self, message: bytes | str = b"") -> None:
+        """Send a pong: an unsolicited one, or the answer to a ping with autoping off."""
+        self._conn.pong(control_payload(message))
+        self._pump()
+        if self._behind():
+            await self._drain()
+
+    def send_prepared(self, frame: bytes) -> bool:
+        """Queue a frame encoded once for many connections (server side, see `broadcast`) without
+        waiting. False, queueing nothing, when this connection is closed or behind by more than
+        `HIGH_WATER` bytes (a slow client), so one slow client cannot stall a broadcast."""
+        conn = self._conn
+        if self._behind() or conn.state is not _OPEN or conn.close_sent or self._gone():
+            return False
+        conn.send_prepared(frame)
+        self._write(conn.data_to_send())
+        return True
+
+    def send_message_nowait(self, message: str | bytes | bytearray | memoryview) -> bool:
+        """Queue a whole message without waiting (`broadcast` to client connections); False, queueing
+        nothing, when closed or behind by more than `HIGH_WATER` bytes."""
+        conn = self._conn
+        if self._behind() or conn.state is not _OPEN or conn.close_sent or self._gone():
+            return False
+        if isinstance(message, str):
+            conn.send_text(message)
+        else:
+            conn.send_bytes(message)
+        self._write(conn.data_to_send())
+        return True
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    async def close(self, *, code: int | None = 1000, message: bytes | str = b"") -> bool:
+        """Close: send a close frame, wait for the peer's (within the close timeout) and for TCP to
+        close. Returns True if this call closed the connection, False if it was already closing.
+
+        A task waiting in `receive()` gets a CLOSING message; messages that arrive after this call
+        are dropped (as aiohttp does).
+        """
+        code, reason = close_args(code, message)
+        started = self._start_close(code, reason)
+        try:
+            await self._wait_done()
+        except BaseException:
+            self._close_cancelled()
+            raise
+        return started
+
+    def _close_cancelled(self) -> None:
+        """A `close()` was cancelled while waiting. asyncio's idiom drops the connection; trio's and
+        anyio's leave the close to the connection's scope, which bounds it."""
+
+    def _start_close(self, code: int | None, reason: str) -> bool:
+        """The non-waiting part of `close()`: send the close frame and stop delivering messages."""
+        conn = self._conn
+        if conn.state is _CONNECTING:
+            # Not yet accepted (server) or not yet opened: there is no close handshake to do.
+            self._abort()
+            return False
+        if not self._closing:
+            self._closing = True
+            self._queue.clear()
+            if self._receiving:
+                self._queue.append(CLOSING_MESSAGE)
+                self._wake_receiver()
+            self._resume_reading()  # the peer's close frame must get through
+        started = False
+        if not self._gone() and conn.state is not _CLOSED and not conn.close_sent:
+            started = conn.close(code, reason, self._now())
+        self._pump()
+        return started
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed (without starting a close)."""
+        await self._wait_done()
+
+    # -- state -----------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once a close frame was sent or the connection is closed (or dropped): nothing more
+        can be sent."""
+        conn = self._conn
+        return conn.state is _CLOSED or conn.close_sent or self._gone()
+
+    @property
+    def close_code(self) -> int | None:
+        """The peer's close code, ours if we failed the connection, 1006 if it dropped, else None."""
+        return self._conn.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The reason that came with `close_code`."""
+        return self._conn.close_reason
+
+    @property
+    def protocol(self) -> str | None:
+        """The negotiated subprotocol, or None."""
+        return self._conn.subprotocol
+
+    @property
+    def core(self) -> Connection:
+        """The sans-I/O connection this object drives."""
+        return self._conn
+
+    def exception(self) -> BaseException | None:
+        """Why the connection failed or dropped (protocol error, timeout, EOF), else None."""
+        return self._conn.exception
+
+    def __repr__(self) -> str:
+        role = "client" if self._conn.client else "server"
+        return f"<{type(self).__name__} {role} {self._conn.state.name}>"
+
+
+def connection_closed(conn: Connection) -> ConnectionClosed:
+    """The error for a send whose bytes were lost with the transport."""
+    return ConnectionClosed(conn.close_code or 1006, conn.close_reason or "connection lost")
+
+
+def broadcast(
+    connections: Iterable[_W], message: str | bytes | bytearray | memoryview, *, limit: int | None = None
+) -> list[_W]:
+    """Send `message` to every open connection without waiting; return the ones skipped.
+
+    The frame is encoded once and queued as is to each server-side connection (uncompressed, which
+    permessage-deflate allows per message). A connection is skipped when it is not open, is in the
+    middle of a fragmented send, or its writer is behind by more than `HIGH_WATER` (or `limit`) bytes,
+    so one slow client never stalls the others.
+    """
+    if isinstance(message, str):
+        frame = encode_frame(1, message.encode("utf-8"))
+    elif isinstance(message, (bytes, bytearray, memoryview)):
+        frame = encode_frame(2, bytes(message))
+    else:
+        raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+    skipped: list[_W] = []
+    for ws in connections:
+        if limit is not None and ws.write_buffer_size() > limit:
+            skipped.append(ws)
+            continue
+        try:
+            # A client masks each frame with its own key: no shared encoding is possible.
+            sent = ws.send_message_nowait(message) if ws.core.client else ws.send_prepared(frame)
+        except WSError:  # a fragmented send in progress, or already closed
+            sent = False
+        if not sent:
+            skipped.append(ws)
+    return skipped
+
+
+async def echo_handler(ws: WebSocketAPI) -> None:
+    """Send every text and binary message back (the echo servers' and Autobahn runs' handler)."""
+    async for msg in ws:
+        if msg.type is WSMsgType.TEXT:
+            await ws.send_str(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            await ws.send_bytes(msg.data)
