@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from wscore import DeflateOptions, WSConfig, WSMessage, WSMessageTypeError, WSMsgType
 from wscore.frames import build_close_payload
+
+if TYPE_CHECKING:
+    import ssl as ssl_module
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
@@ -19,6 +22,7 @@ __all__ = [
     "WSTimeout",
     "WSURL",
     "check_http_response",
+    "client_ssl_context",
     "close_args",
     "compress_flag",
     "compress_options",
@@ -222,3 +226,19 @@ def check_http_response(response: object) -> tuple[int, list[tuple[str, str]], b
     if not isinstance(body, (bytes, bytearray)):
         raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
     return status, header_pairs(headers), bytes(body)
+
+
+def client_ssl_context(ssl: ssl_module.SSLContext | bool | None) -> ssl_module.SSLContext:
+    """aiohttp's `ssl=` for a wss:// URL: a context as is, True/None the default verification,
+    False no verification at all (self-signed test servers only)."""
+    # Imported here, when a wss:// URL needs it: the kit imports no I/O module (tests/test_layers.py).
+    import ssl as ssl_module
+
+    if isinstance(ssl, ssl_module.SSLContext):
+        return ssl
+    if ssl is False:
+        context = ssl_module.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl_module.CERT_NONE
+        return context
+    return ssl_module.create_default_context()

@@ -12,7 +12,7 @@ I/O library (the methods marked "primitive" below):
   transport died meanwhile;
 - `_wait_message(timeout)`: wait until a message is queued or the connection is done
   (`WSTimeoutError` after `timeout`; 0 does not wait);
-- `_wake_receiver()`, `_pause_reading()`, `_resume_reading()`, `_arm_timer()`,
+- `_wake_receiver()`, `_reading(on)` (pause or resume reading), `_arm_timer()`,
   `_close_transport()`, `_abort()`, `_wait_done()`, `_gone()`, `_now()`.
 
 The pump (`_pump`) runs after every call into the core: it writes what the core produced, delivers
@@ -116,12 +116,8 @@ class WebSocketAPI:
         """Primitive: wake the task in `_wait_message`, if any."""
         raise NotImplementedError
 
-    def _pause_reading(self) -> None:  # pragma: no cover
-        """Primitive: stop reading from the transport (sets `_read_paused`)."""
-        raise NotImplementedError
-
-    def _resume_reading(self) -> None:  # pragma: no cover
-        """Primitive: read again (clears `_read_paused`)."""
+    def _reading(self, on: bool) -> None:  # pragma: no cover
+        """Primitive: stop (False) or resume (True) reading from the transport."""
         raise NotImplementedError
 
     def _arm_timer(self) -> None:  # pragma: no cover
@@ -179,6 +175,15 @@ class WebSocketAPI:
         self._wake_receiver()
         if len(queue) >= self._max_queue and not self._read_paused:
             self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        self._read_paused = True
+        self._reading(False)
+
+    def _resume_reading(self) -> None:
+        if self._read_paused:
+            self._read_paused = False
+            self._reading(True)
 
     # -- receiving -------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from wscore import (
     ClientConnection,
@@ -55,8 +55,11 @@ from .api import (
     parse_url,
 )
 from .connection import HIGH_WATER, WebSocketAPI, connection_closed
-from .options import ClientOptions, ServerOptions
+from .options import ClientKwargs, ClientOptions, ServerOptions, with_options
 from .server import ProcessRequest, answer_request, handler_close, logger
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "HIGH_WATER",
@@ -67,9 +70,10 @@ __all__ = [
     "RecvSome",
     "TryWrite",
     "StreamWebSocket",
-    "check_listen_args",
+    "listen_options",
     "connect_stream",
     "StreamServer",
+    "stream_client",
     "wrap_stream",
 ]
 
@@ -391,18 +395,15 @@ class StreamWebSocket(WebSocketAPI):
         if self._gone() and (self._lost or self._conn.abort_transport or self._conn.exception):
             raise connection_closed(self._conn)
 
-    def _pause_reading(self) -> None:
-        self._read_paused = True
-        if self._transport is not None and not self._lost:
-            self._transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self._read_paused:
-            self._read_paused = False
-            if self._transport is not None and not self._lost:
-                self._transport.resume_reading()
-            if self._space_waiter is not None:
-                self._space_waiter.set()
+    def _reading(self, on: bool) -> None:
+        transport = self._transport
+        if transport is not None and not self._lost:  # pushed
+            if on:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+        elif on and self._space_waiter is not None:  # pulled: the reader waits for this
+            self._space_waiter.set()
 
     def _arm_timer(self) -> None:
         scope = self._timer_scope
@@ -799,6 +800,69 @@ def wrap_stream(
     return ws.running(server=not conn.client)
 
 
+_Wc_co = TypeVar("_Wc_co", bound=StreamWebSocket, covariant=True)
+
+
+class Connect(Protocol[_Wc_co]):
+    """An adapter's `connect()`."""
+
+    def __call__(self, url: str, **options: Unpack[ClientKwargs]) -> AbstractAsyncContextManager[_Wc_co]: ...
+
+
+class Wrap(Protocol[_Wc_co]):
+    """An adapter's `wrap_stream()`."""
+
+    def __call__(
+        self,
+        stream: Any,
+        conn: Connection,
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        receive_timeout: float | None = None,
+    ) -> AbstractAsyncContextManager[_Wc_co]: ...
+
+
+def stream_client(
+    ws_class: type[_W],
+    open_stream: Callable[[ClientOptions, WSURL], Awaitable[Any]],
+    io_of: Callable[[], IOBackend] | None = None,
+) -> tuple[Connect[_W], Wrap[_W]]:
+    """An adapter's `connect()` and `wrap_stream()`, from its connection class, how it opens a
+    stream (TCP, TLS) and, when its primitives depend on the running event loop, `io_of()`."""
+
+    @with_options(ClientOptions)
+    def connect(url: str, **options: Unpack[ClientKwargs]) -> AbstractAsyncContextManager[_W]:
+        """Open a client connection to a ws:// or wss:// URL, as an async context manager.
+
+        The options are `ClientOptions`' (aiohttp's `ws_connect` names): `ssl` an `SSLContext` (False:
+        no verification), `server_hostname` the name the certificate must match (default: the URL's
+        host), `sock` an already connected socket (the URL still gives the Host header and TLS name).
+        A refused upgrade raises `HandshakeError`; `open_timeout` bounds TCP, TLS and handshake
+        (`WSTimeoutError`). Leaving the block closes the connection (1001 if cancelled).
+        """
+        opts = ClientOptions.of(options)  # a wrong option fails here, before anything else
+        return connect_stream(ws_class, open_stream, url, opts, io_of() if io_of is not None else None)
+
+    def wrap(
+        stream: Any,
+        conn: Connection,
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        receive_timeout: float | None = None,
+    ) -> AbstractAsyncContextManager[_W]:
+        """Run a core connection whose handshake is done (`wscore.Connection(client=..., ...)` after
+        another framework's upgrade, or an accepted `ServerConnection`) over an already connected
+        stream, as an async context manager (the embedding path)."""
+        io = io_of() if io_of is not None else None
+        return wrap_stream(
+            ws_class, stream, conn, max_queue=max_queue, receive_timeout=receive_timeout, io=io
+        )
+
+    connect.__name__ = connect.__qualname__ = "connect"
+    wrap.__name__ = wrap.__qualname__ = "wrap_stream"
+    return connect, wrap
+
+
 class StreamServer:
     """The accepting side shared by the adapters' `serve()`: `handle(stream)` serves one accepted
     stream; `shutdown()` (run by `serve()` when it is cancelled) closes every connection with 1001.
@@ -825,6 +889,18 @@ class StreamServer:
         self._tasks: dict[ScopeLike, StreamWebSocket | None] = {}
         self._idle: EventLike | None = None
         self._closing = False
+        self._sockets: list[Any] = []
+
+    @property
+    def sockets(self) -> list[Any]:
+        """The listening sockets."""
+        return self._sockets
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (the one the OS chose when `port=0`)."""
+        port: int = self.sockets[0].getsockname()[1]
+        return port
 
     @property
     def connections(self) -> set[Any]:
@@ -955,14 +1031,16 @@ async def _server_handshake(
     return True
 
 
-def check_listen_args(host: Any, port: Any, sock: Any) -> None:
-    """`serve()`'s address: host/port or an already bound socket, not both, not neither; the
-    `ValueError`s asyncio's `create_server` raises."""
+def listen_options(host: Any, port: Any, options: Mapping[str, Any]) -> ServerOptions:
+    """`serve()`'s options, and its address checked: host/port or an already bound socket, not both,
+    not neither (the `ValueError`s asyncio's `create_server` raises)."""
+    opts = ServerOptions.of(options)
     if host is not None or port is not None:
-        if sock is not None:
+        if opts.sock is not None:
             raise ValueError("host/port and sock can not be specified at the same time")
-    elif sock is None:
+    elif opts.sock is None:
         raise ValueError("Neither host/port nor sock were specified")
+    return opts
 
 
 def _deadline(io: IOBackend, timeout: float | None) -> float:

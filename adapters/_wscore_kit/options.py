@@ -138,7 +138,19 @@ class _Options:
 
 @dataclass(frozen=True)
 class ClientOptions(_Options):
-    """What `connect()` takes besides the URL (aiohttp's `ws_connect` names)."""
+    """What `connect()` takes besides the URL (aiohttp's `ws_connect` names).
+
+    - `protocols`: subprotocols to offer; `headers`: extra request headers; `origin`: the Origin header.
+    - `timeout=WSTimeout(receive=, close=)`: the default bound of each `receive()`, and of the close;
+      `open_timeout`: TCP, TLS and the opening handshake.
+    - `heartbeat`: ping after that many idle seconds; no pong within `pong_timeout` (default half of
+      it) drops the connection. `autoping`, `autoclose`: as in aiohttp.
+    - `compress`: offer permessage-deflate (True/15, a window size 9-14, or `DeflateOptions`).
+    - `max_msg_size`: largest message accepted (0: no limit); `max_frame_size`: largest frame;
+      `max_queue`: received messages held before reading from the socket pauses.
+    - `ssl`: an `SSLContext`, True (default verification) or False (none); `server_hostname`: the name
+      the certificate must match; `sock`: an already connected socket to use instead of connecting.
+    """
 
     headers: HeadersLike | Mapping[str, str] | None = None
     origin: str | None = None
@@ -149,7 +161,18 @@ class ClientOptions(_Options):
 
 @dataclass(frozen=True)
 class ServerOptions(_Options):
-    """What `serve()` takes besides the handler and the address."""
+    """What `serve()` takes besides the handler and the address.
+
+    - `process_request(request)`: return None to upgrade, or `(status, headers, body)` to answer with
+      plain HTTP (a page, a health check, a 403). May be sync or async; one that raises is a 500.
+    - `protocols`: the subprotocols we speak, in our order of preference; or
+      `select_subprotocol(offered)`. `extra_headers`: added to every 101 response.
+    - `compress`: accept permessage-deflate when offered (default True).
+    - `shutdown_timeout`: how long stopping the server waits for handlers before cancelling them.
+    - `ssl`: an `SSLContext` for wss://; `sock`: a bound socket to use instead of host/port;
+      `backlog`; `reuse_port`: SO_REUSEPORT, so that several processes accept on one port.
+    - The others are `ClientOptions`'.
+    """
 
     compress: bool | int | DeflateOptions | None = True
     select_subprotocol: SubprotocolSelector | None = None

@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import ssl as ssl_module
-from collections.abc import Generator
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from _wscore_kit.api import header_pairs, parse_url
+from _wscore_kit.api import client_ssl_context, header_pairs, parse_url
 from _wscore_kit.options import ClientKwargs, ClientOptions, with_options
 from wscore import ClientConnection, WSTimeoutError
 
 from ._connection import WebSocket
+from ._opener import Opener
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = ["connect", "client_ssl_context"]
-
-
-def client_ssl_context(ssl: ssl_module.SSLContext | bool | None) -> ssl_module.SSLContext:
-    """aiohttp's `ssl=` for a wss:// URL: a context as is, True/None the default verification,
-    False no verification at all (tests only)."""
-    if isinstance(ssl, ssl_module.SSLContext):
-        return ssl
-    if ssl is False:
-        context = ssl_module.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl_module.CERT_NONE
-        return context
-    return ssl_module.create_default_context()
 
 
 async def _open(url: str, options: ClientOptions) -> WebSocket:
@@ -72,7 +57,7 @@ async def _open(url: str, options: ClientOptions) -> WebSocket:
     return ws
 
 
-class connect:
+class connect(Opener[WebSocket]):
     """Open a client connection to a ws:// or wss:// URL.
 
     `await connect(url)` returns a `WebSocket`; `async with connect(url) as ws:` also closes it on exit.
@@ -92,22 +77,8 @@ class connect:
 
     @with_options(ClientOptions)
     def __init__(self, url: str, **options: Unpack[ClientKwargs]) -> None:
-        self._ws: WebSocket | None = None
         self._options = ClientOptions.of(options)
         self._url = url
 
-    def __await__(self) -> Generator[Any, None, WebSocket]:
-        return _open(self._url, self._options).__await__()
-
-    async def __aenter__(self) -> WebSocket:
-        self._ws = await _open(self._url, self._options)
-        return self._ws
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._ws is not None
-        await self._ws.close()
+    async def _open(self) -> WebSocket:
+        return await _open(self._url, self._options)

@@ -291,16 +291,13 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
     def _close_cancelled(self) -> None:
         self._abort()  # asyncio's idiom: a cancelled close() drops the connection
 
-    def _pause_reading(self) -> None:
-        if not self._read_paused and self._transport is not None and not self._transport_closing:
-            self._read_paused = True
-            self._transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self._read_paused:
-            self._read_paused = False
-            if self._transport is not None and not self._transport_closing:
-                self._transport.resume_reading()
+    def _reading(self, on: bool) -> None:
+        transport = self._transport
+        if transport is not None and not self._transport_closing:
+            if on:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
 
     def _arm_timer(self) -> None:
         deadline = self._conn.next_deadline()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Generator, Sequence
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from _wscore_kit.connection import echo_handler
@@ -16,6 +15,7 @@ from wscore import ServerConnection
 from wscore.handshake import HeadersLike
 
 from ._connection import WebSocket
+from ._opener import Opener
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -169,7 +169,7 @@ class Server:
         await self.close()
 
 
-class serve:
+class serve(Opener[Server]):
     """Start a WebSocket server on `host`:`port`, calling `await handler(ws)` for each connection.
 
     The connection is closed (1000) when the handler returns, with 1011 if it raises; the server keeps
@@ -203,29 +203,12 @@ class serve:
             "backlog": opts.backlog,
             "reuse_port": opts.reuse_port or None,
         }
-        self._server: Server | None = None
 
-    async def _start(self) -> Server:
+    async def _open(self) -> Server:
         server = Server(self._handler, self._options)
         loop = asyncio.get_running_loop()
         server._server = await loop.create_server(server._make_protocol, **self._listen_args)
         return server
-
-    def __await__(self) -> Generator[Any, None, Server]:
-        return self._start().__await__()
-
-    async def __aenter__(self) -> Server:
-        self._server = await self._start()
-        return self._server
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._server is not None
-        await self._server.close()
 
 
 @with_options(ServerOptions, only=ACCEPT_OPTIONS)

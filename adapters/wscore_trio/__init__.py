@@ -8,116 +8,31 @@
 
 Each connection owns a nursery (reader, writer, heartbeat timer) for as long as its `async with` or
 handler runs; timeouts are `trio.move_on_after`/`trio.fail_after` around any call (the `timeout=`
-arguments exist for parity with `wscore_asyncio`). The connection logic is `_wscore_kit.driver`'s, shared with
-`wscore_anyio`; this module supplies trio's primitives, TCP/TLS and the listeners.
+arguments exist for parity with `wscore_asyncio`). The connection logic is the shared kit's
+(`_wscore_kit`), as for every adapter; this module holds trio's TCP/TLS, listeners and primitives.
 """
 
 from __future__ import annotations
 
-import math
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from _wscore_kit import public as _public
-from _wscore_kit.api import DEFAULT_MAX_QUEUE, WSURL
-from _wscore_kit.driver import (
-    EventLike,
-    IOBackend,
-    RecvSome,
-    ScopeLike,
-    StreamServer,
-    StreamWebSocket,
-    TryWrite,
-    check_listen_args,
-    connect_stream,
-)
-from _wscore_kit.driver import wrap_stream as _wrap_stream
-from _wscore_kit.options import ClientKwargs, ClientOptions, ServerKwargs, ServerOptions, with_options
+from _wscore_kit.api import WSURL, client_ssl_context
+from _wscore_kit.driver import StreamServer, StreamWebSocket, listen_options, stream_client
+from _wscore_kit.options import ClientOptions, ServerKwargs, ServerOptions, with_options
 from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
-from wscore import Connection
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-from .lowlevel import RAW_SOCKETS, Waiter, socket_receiver, socket_try_writer
+from ._backend import _TrioIO
 
-__all__ = [
-    "WSServer",
-    "WebSocket",
-    "connect",
-    "serve",
-    "wrap_stream",
-]
+__all__ = ["WSServer", "WebSocket", "connect", "serve", "wrap_stream"]
 __all__ += _public.__all__
-
-
-class _TrioIO(IOBackend):
-    stream_errors = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
-
-    def event(self) -> trio.Event:
-        return trio.Event()
-
-    def cancel_scope(self, *, deadline: float = math.inf, shield: bool = False) -> ScopeLike:
-        return trio.CancelScope(deadline=deadline, shield=shield)
-
-    def current_time(self) -> float:
-        return trio.current_time()
-
-    def clock(self) -> Callable[[], float]:
-        return trio.current_time
-
-    def task_group(self) -> AbstractAsyncContextManager[trio.Nursery]:
-        return trio.open_nursery()
-
-    def is_cancelled(self, exc: BaseException) -> bool:
-        return isinstance(exc, trio.Cancelled)
-
-    async def sleep_forever(self) -> None:
-        await trio.sleep_forever()
-
-    async def receive(self, stream: trio.abc.Stream) -> bytes | bytearray:
-        return await stream.receive_some(65536)
-
-    async def send(self, stream: trio.abc.Stream, data: bytes) -> None:
-        await stream.send_all(data)
-
-    async def aclose(self, stream: trio.abc.Stream) -> None:
-        await trio.aclose_forcefully(stream)
-
-    def waiter(self) -> EventLike:
-        return Waiter()
-
-    def receiver(self, stream: trio.abc.Stream) -> RecvSome | None:
-        return (
-            socket_receiver(stream.socket) if isinstance(stream, trio.SocketStream) and RAW_SOCKETS else None
-        )
-
-    def try_writer(self, stream: trio.abc.Stream) -> TryWrite | None:
-        if isinstance(stream, trio.SocketStream) and RAW_SOCKETS:
-            return socket_try_writer(stream.socket)
-        return None
-
-    def extra_info(self, stream: Any, name: str) -> Any:
-        if isinstance(stream, trio.SSLStream):
-            if name == "ssl_object":
-                return stream._ssl_object  # trio has no public handle on the peer certificate
-            if name == "peercert":
-                return stream.getpeercert()
-            stream = stream.transport_stream
-        sock = getattr(stream, "socket", None)
-        if sock is None:
-            return None
-        if name == "peername":
-            return sock.getpeername()
-        if name == "sockname":
-            return sock.getsockname()
-        if name == "socket":
-            return sock
-        return None
 
 
 class WebSocket(StreamWebSocket):
@@ -134,14 +49,7 @@ async def _open_stream(options: ClientOptions, url: WSURL) -> trio.abc.Stream:
         stream = await trio.open_tcp_stream(url.host, url.port)
     if not url.secure:
         return stream
-    if ssl is False:
-        context = ssl_module.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl_module.CERT_NONE
-    elif isinstance(ssl, ssl_module.SSLContext):
-        context = ssl
-    else:
-        context = ssl_module.create_default_context()
+    context = client_ssl_context(ssl)
     tls = trio.SSLStream(stream, context, server_hostname=server_hostname or url.host, https_compatible=True)
     try:
         await tls.do_handshake()  # now, so that a certificate error is reported as itself
@@ -153,22 +61,7 @@ async def _open_stream(options: ClientOptions, url: WSURL) -> trio.abc.Stream:
     return tls
 
 
-@with_options(ClientOptions)
-def connect(url: str, **options: Unpack[ClientKwargs]) -> AbstractAsyncContextManager[WebSocket]:
-    """Open a client connection to a ws:// or wss:// URL, as an async context manager.
-
-    Options are `wscore_asyncio.connect`'s: `ssl` is an `SSLContext` (or False: no verification),
-    `server_hostname` the name the certificate must match (default: the URL's host), `sock` an
-    already connected socket to use instead of connecting (the URL still gives the Host header and
-    TLS name). A refused upgrade raises `HandshakeError`; `open_timeout` bounds TCP, TLS and handshake
-    (`WSTimeoutError`). Leaving the block closes the connection (1001 if cancelled).
-    """
-    return connect_stream(
-        WebSocket,
-        _open_stream,
-        url,
-        ClientOptions.of(options),
-    )
+connect, wrap_stream = stream_client(WebSocket, _open_stream)
 
 
 class WSServer(StreamServer):
@@ -187,12 +80,6 @@ class WSServer(StreamServer):
             if isinstance(inner, trio.SocketListener):
                 result.append(inner.socket)
         return result
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port (the one the OS chose when `port=0`)."""
-        port: int = self.sockets[0].getsockname()[1]
-        return port
 
 
 async def _tcp_listeners(
@@ -242,19 +129,10 @@ async def serve(
     returns a `WSServer`. `handler(ws)` runs in the server's nursery; when it returns the connection is
     closed with 1000 (1011 if it raised; the error is logged).
 
-    Cancelling the server closes every connection with 1001: a handler's `receive()` gets CLOSING,
-    and handlers still running after `shutdown_timeout` are cancelled.
-
-    - `process_request(request)`: return None to upgrade, or `(status, headers, body)` to answer with
-      plain HTTP (a page, a health check, a 403). May be sync or async.
-    - `protocols`: the subprotocols we speak, in our order of preference; or `select_subprotocol(offered)`.
-    - `compress`: accept permessage-deflate when offered (default True).
-    - `ssl`: an `SSLContext` for wss://; `sock`: a bound (listening) socket to use instead of
-      host/port. The other options are `connect()`'s.
+    Cancelling the server closes every connection with 1001 (see `ServerOptions` for the options).
     """
-    opts = ServerOptions.of(options)
+    opts = listen_options(host, port, options)
     sock, ssl, backlog = opts.sock, opts.ssl, opts.backlog
-    check_listen_args(host, port, sock)
     server = WSServer(WebSocket, handler, opts)
     listeners: list[trio.abc.Listener[Any]]
     if sock is not None:
@@ -270,16 +148,3 @@ async def serve(
         nursery.start_soon(server.shutdown_on_cancel)
         await nursery.start(trio.serve_listeners, server.handle, listeners)
         task_status.started(server)
-
-
-def wrap_stream(
-    stream: trio.abc.Stream,
-    conn: Connection,
-    *,
-    max_queue: int = DEFAULT_MAX_QUEUE,
-    receive_timeout: float | None = None,
-) -> AbstractAsyncContextManager[WebSocket]:
-    """Run a core connection whose handshake is done (`wscore.Connection(client=..., ...)` after
-    another framework's upgrade, or an accepted `ServerConnection`) over an already connected
-    stream, as an async context manager (the embedding path)."""
-    return _wrap_stream(WebSocket, stream, conn, max_queue=max_queue, receive_timeout=receive_timeout)
