@@ -68,6 +68,19 @@ _W = TypeVar("_W", bound="WebSocketAPI")
 class WebSocketAPI:
     """A WebSocket connection (client or server) with aiohttp's `ClientWebSocketResponse` API."""
 
+    # Slots here and in every connection class: an idle server connection is a few KiB in all.
+    __slots__ = (
+        "__weakref__",
+        "_closing",
+        "_conn",
+        "_low_water",
+        "_max_queue",
+        "_queue",
+        "_read_paused",
+        "_receive_timeout",
+        "_receiving",
+    )
+
     _conn: Connection
     _queue: deque[WSMessage]
     _max_queue: int

@@ -233,6 +233,34 @@ class StreamWebSocket(WebSocketAPI):
     """The adapter's primitives (a class attribute of each adapter's subclass; `io=` overrides it for
     one connection)."""
 
+    __slots__ = (
+        "_bg_scope",
+        "_clock",
+        "_closer_event",
+        "_done",
+        "_drain_waiter",
+        "_flush_scheduled",
+        "_io",
+        "_lost",
+        "_lost_event",
+        "_msg_waiter",
+        "_out",
+        "_pending",
+        "_source",
+        "_space_waiter",
+        "_stream",
+        "_timer_scope",
+        "_transport",
+        "_transport_closed",
+        "_try_write",
+        "_write_paused",
+        "_write_waiter",
+        "_writer_scope",
+        "_writing",
+        "_wrote_direct",
+        "request",
+    )
+
     def __init__(
         self,
         stream: Any,
@@ -242,9 +270,7 @@ class StreamWebSocket(WebSocketAPI):
         max_queue: int = DEFAULT_MAX_QUEUE,
         io: IOBackend | None = None,
     ) -> None:
-        if io is not None:
-            self.io = io
-        io = self.io
+        io = self._io = type(self).io if io is None else io
         self._init_api(conn, max_queue, receive_timeout)
         self._queue.extend(conn.events())  # what came with the handshake
         self._stream = stream
@@ -295,7 +321,7 @@ class StreamWebSocket(WebSocketAPI):
         """Transport details: "peername", "sockname", "ssl_object", "stream"."""
         if name == "stream":
             return self._stream
-        value = self.io.extra_info(self._stream, name)
+        value = self._io.extra_info(self._stream, name)
         return default if value is None else value
 
     # -- the primitives of WebSocketAPI ----------------------------------------------------------
@@ -314,7 +340,7 @@ class StreamWebSocket(WebSocketAPI):
             self._msg_waiter.set()
 
     async def _wait_message(self, timeout: float | None) -> None:
-        io = self.io
+        io = self._io
         queue = self._queue
         self._wrote_direct = False
         try:
@@ -374,7 +400,7 @@ class StreamWebSocket(WebSocketAPI):
             self._wrote_direct = True
             try:
                 sent = try_write(data)
-            except self.io.stream_errors as exc:
+            except self._io.stream_errors as exc:
                 self._stream_failed(exc)
                 raise ConnectionClosed(1006, f"connection lost: {exc!r}") from exc
             if sent == len(data):
@@ -390,7 +416,7 @@ class StreamWebSocket(WebSocketAPI):
             # One event shared by every waiting sender.
             waiter = self._drain_waiter
             if waiter is None:
-                waiter = self._drain_waiter = self.io.event()
+                waiter = self._drain_waiter = self._io.event()
             await waiter.wait()
         if self._gone() and (self._lost or self._conn.abort_transport or self._conn.exception):
             raise connection_closed(self._conn)
@@ -430,7 +456,7 @@ class StreamWebSocket(WebSocketAPI):
         if conn.abort_transport:
             scope.cancel()
         else:
-            scope.deadline = self.io.current_time() + (conn.config.close_timeout or 10.0)
+            scope.deadline = self._io.current_time() + (conn.config.close_timeout or 10.0)
 
     def _abort(self) -> None:
         if self._bg_scope is not None:
@@ -455,7 +481,7 @@ class StreamWebSocket(WebSocketAPI):
             self._flush_out()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self.io.call_soon(self._flush_out)
+            self._io.call_soon(self._flush_out)
 
     def _flush_out(self) -> None:
         """Pushed: write the sends held back since the last task switch, in one write."""
@@ -524,7 +550,7 @@ class StreamWebSocket(WebSocketAPI):
     # -- the background tasks ------------------------------------------------------------------
 
     async def _background(self, *, task_status: Any) -> None:
-        io = self.io
+        io = self._io
         try:
             with io.cancel_scope(shield=True) as self._bg_scope:
                 async with io.task_group() as group:
@@ -549,7 +575,7 @@ class StreamWebSocket(WebSocketAPI):
                     event.set()
 
     def _attach(self, source: PushSource) -> None:
-        io = self.io
+        io = self._io
         self._lost_event = io.event()
         self._closer_event = io.event()
         transport = source.transport
@@ -575,12 +601,12 @@ class StreamWebSocket(WebSocketAPI):
                 await self._lost_event.wait()
         elif not self._transport_closed:
             self._transport_closed = True
-            await self.io.aclose(self._stream)
+            await self._io.aclose(self._stream)
 
     async def _closer(self) -> None:
         """Pushed: once the core is done, close the transport gracefully (its buffer flushed) within
         the close timeout, abort it after; then end the background tasks."""
-        io = self.io
+        io = self._io
         conn = self._conn
         assert self._closer_event is not None and self._lost_event is not None
         await self._closer_event.wait()
@@ -594,7 +620,7 @@ class StreamWebSocket(WebSocketAPI):
         self._bg_scope.cancel()
 
     async def _reader(self) -> None:
-        io = self.io
+        io = self._io
         conn = self._conn
         stream = self._stream
         receive = io.receiver(stream) or partial(io.receive, stream)
@@ -620,7 +646,7 @@ class StreamWebSocket(WebSocketAPI):
                 return
 
     async def _writer(self) -> None:
-        io = self.io
+        io = self._io
         conn = self._conn
         with io.cancel_scope() as scope:
             self._writer_scope = scope
@@ -661,7 +687,7 @@ class StreamWebSocket(WebSocketAPI):
         self._bg_scope.cancel()
 
     async def _timer(self) -> None:
-        io = self.io
+        io = self._io
         conn = self._conn
         # A connection made without `now` (the embedding path) learns the clock here.
         conn.handle_timer(io.current_time())
@@ -689,7 +715,7 @@ class StreamWebSocket(WebSocketAPI):
         """Run the background tasks for the body; on exit close the connection (1000; 1001 when the
         body is cancelled; 1011 when a server handler raised) and end them. The body's exception is
         re-raised as it is, not wrapped in an exception group."""
-        io = self.io
+        io = self._io
         error: BaseException | None = None
         async with io.task_group() as group:
             await group.start(self._background)
@@ -702,7 +728,7 @@ class StreamWebSocket(WebSocketAPI):
             raise error
 
     async def _shutdown(self, error: BaseException | None, server: bool) -> None:
-        io = self.io
+        io = self._io
         cancelled = error is not None and io.is_cancelled(error)
         if cancelled:
             code, reason = 1001, "going away"

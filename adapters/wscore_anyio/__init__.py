@@ -46,6 +46,8 @@ __all__ += _public.__all__
 class WebSocket(StreamWebSocket):
     """A WebSocket connection on anyio (see `_wscore_kit.driver.StreamWebSocket` for the methods)."""
 
+    __slots__ = ()
+
     io = _GENERIC_IO
 
 

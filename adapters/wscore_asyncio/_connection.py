@@ -75,6 +75,29 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
     Get one from `connect()`, as the argument of a `serve()` handler, or from `wrap_transport()`.
     """
 
+    __slots__ = (
+        "_abort_handle",
+        "_clock",
+        "_drain_waiters",
+        "_flush_handle",
+        "_handshaking",
+        "_held",
+        "_loop",
+        "_lost",
+        "_on_request",
+        "_opened",
+        "_plain_future",
+        "_read_view",
+        "_registry",
+        "_timer",
+        "_timer_at",
+        "_transport",
+        "_transport_closing",
+        "_waiter",
+        "_write_paused",
+        "request",
+    )
+
     def __init__(
         self,
         conn: Connection,

@@ -13,7 +13,7 @@ import pytest
 import uvloop
 
 import wscore_asyncio
-from wscore import Connection, ConnectionClosed, Request, ServerConnection, WSMsgType
+from wscore import Connection, ConnectionClosed, Request, ServerConnection, State, WSMsgType
 from wscore_asyncio import WebSocket
 
 Main = Callable[[], Awaitable[None]]
@@ -203,19 +203,31 @@ def test_tls_verification_failure_does_not_disturb_the_server(
     run(main)
 
 
-def test_reading_pauses_when_the_application_stops_reading() -> None:
+def _on_pause_reading(monkeypatch: pytest.MonkeyPatch, client: bool) -> list[asyncio.Event]:
+    """Record when a connection of that role pauses reading (the class's hook: connections have
+    slots, no per-object attributes). Append an event to the returned list to be told."""
+    events: list[asyncio.Event] = []
+    original = WebSocket._pause_reading
+
+    def pause(self: WebSocket) -> None:
+        original(self)
+        if self.core.client is client and self.core.state is State.OPEN:  # not the handshake's pause
+            for event in events:
+                event.set()
+
+    monkeypatch.setattr(WebSocket, "_pause_reading", pause)
+    return events
+
+
+def test_reading_pauses_when_the_application_stops_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    on_pause = _on_pause_reading(monkeypatch, client=False)
+
     async def main() -> None:
         paused = asyncio.Event()
+        on_pause.append(paused)
         received: list[str] = []
 
         async def handler(ws: WebSocket) -> None:
-            original = ws._pause_reading
-
-            def pause() -> None:
-                original()
-                paused.set()
-
-            ws._pause_reading = pause  # type: ignore[method-assign]
             await paused.wait()
             assert ws.transport is not None and not ws.transport.is_reading()
             # max_queue messages, plus at most what the last read carried (a read is <= 256 KiB).
@@ -236,7 +248,18 @@ def test_reading_pauses_when_the_application_stops_reading() -> None:
     run(main)
 
 
-def test_send_waits_while_the_write_buffer_is_full() -> None:
+def test_send_waits_while_the_write_buffer_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    paused_events: list[asyncio.Event] = []
+    original = WebSocket.pause_writing
+
+    def hooked_pause_writing(self: WebSocket) -> None:
+        original(self)
+        if self.core.client:
+            for event in paused_events:
+                event.set()
+
+    monkeypatch.setattr(WebSocket, "pause_writing", hooked_pause_writing)
+
     async def main() -> None:
         release = asyncio.Event()
         total: list[int] = []
@@ -251,13 +274,7 @@ def test_send_waits_while_the_write_buffer_is_full() -> None:
         async with wscore_asyncio.serve(handler, "127.0.0.1", 0, max_queue=1) as server:
             ws = await wscore_asyncio.connect(f"ws://127.0.0.1:{server.port}/")
             paused = asyncio.Event()
-            original = ws.pause_writing
-
-            def pause_writing() -> None:
-                original()
-                paused.set()
-
-            ws.pause_writing = pause_writing  # type: ignore[method-assign]
+            paused_events.append(paused)
             chunk = b"w" * (1 << 20)
 
             async def sender() -> int:
@@ -448,21 +465,16 @@ def test_serve_forever_shuts_down_when_cancelled() -> None:
     run(main)
 
 
-def test_heartbeat_does_not_drop_a_peer_we_stopped_reading() -> None:
+def test_heartbeat_does_not_drop_a_peer_we_stopped_reading(monkeypatch: pytest.MonkeyPatch) -> None:
     """With reading paused for a slow application, the peer's pongs sit unread: no false 1006."""
+    on_pause = _on_pause_reading(monkeypatch, client=False)
 
     async def main() -> None:
         release = asyncio.Event()
         paused = asyncio.Event()
+        on_pause.append(paused)
 
         async def handler(ws: WebSocket) -> None:
-            original = ws._pause_reading
-
-            def pause() -> None:
-                original()
-                paused.set()
-
-            ws._pause_reading = pause  # type: ignore[method-assign]
             await release.wait()
             count = 0
             async for msg in ws:
