@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar
 
 from wscore import (
@@ -116,9 +116,11 @@ class WebSocketAPI:
         """Primitive: wait for back-pressure to clear; `ConnectionClosed` if the transport died."""
         raise NotImplementedError
 
-    async def _wait_message(self, timeout: float | None) -> None:  # pragma: no cover
-        """Primitive: until a message is queued or the connection is done; `WSTimeoutError` after
-        `timeout` seconds (0: do not wait)."""
+    def _wait_message(self, timeout: float | None) -> Awaitable[object]:  # pragma: no cover
+        """Primitive: an awaitable that ends when a message may be queued or the connection may be
+        done (`receive()` checks again); `WSTimeoutError` after `timeout` seconds (0: do not wait).
+        A future rather than a coroutine where it can be: an idle connection waits in it, and a
+        coroutine's frame would cost every idle connection its size."""
         raise NotImplementedError
 
     async def _wait_done(self) -> None:  # pragma: no cover
@@ -224,7 +226,8 @@ class WebSocketAPI:
                 timeout = self._receive_timeout
             self._receiving = True
             try:
-                await self._wait_message(timeout)
+                while not queue and not self._gone():
+                    await self._wait_message(timeout)
             finally:
                 self._receiving = False
             if not queue:

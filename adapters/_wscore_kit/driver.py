@@ -339,25 +339,20 @@ class StreamWebSocket(WebSocketAPI):
         if self._msg_waiter is not None:
             self._msg_waiter.set()
 
-    async def _wait_message(self, timeout: float | None) -> None:
-        io = self._io
-        queue = self._queue
+    def _wait_message(self, timeout: float | None) -> Awaitable[object]:
         self._wrote_direct = False
-        try:
-            if timeout is None:
-                # No cancel scope of our own: the caller's scopes cancel the wait, losing nothing.
-                while not queue and not self._done.is_set():
-                    waiter = self._msg_waiter = io.waiter()
-                    await waiter.wait()
-                return
-            with io.cancel_scope(deadline=io.current_time() + timeout) as scope:
-                while not queue and not self._done.is_set():
-                    waiter = self._msg_waiter = io.waiter()
-                    await waiter.wait()
-            if scope.cancelled_caught and not queue:
-                raise WSTimeoutError(f"no message within {timeout} s")
-        finally:
-            self._msg_waiter = None
+        waiter = self._msg_waiter = self._io.waiter()
+        if timeout is None:
+            # No cancel scope of our own: the caller's scopes cancel the wait, losing nothing.
+            return waiter.wait()
+        return self._wait_timed(waiter, timeout)
+
+    async def _wait_timed(self, waiter: EventLike, timeout: float) -> None:
+        io = self._io
+        with io.cancel_scope(deadline=io.current_time() + timeout) as scope:
+            await waiter.wait()
+        if scope.cancelled_caught and not self._queue:
+            raise WSTimeoutError(f"no message within {timeout} s")
 
     async def _wait_done(self) -> None:
         await self._done.wait()

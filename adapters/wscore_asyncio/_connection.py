@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
 from _wscore_kit.api import (
@@ -285,28 +285,23 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _wait_message(self, timeout: float | None) -> None:
-        queue = self._queue
-        lost = self._lost
+    def _wait_message(self, timeout: float | None) -> Awaitable[object]:
         loop = self._loop
-        while not queue and not lost.done():
-            if self._plain_future:
-                waiter = self._waiter = asyncio.Future(loop=loop)
-            else:
-                waiter = self._waiter = loop.create_future()
-            if timeout is not None:
-                # 0 does not wait: a message already queued, else WSTimeoutError (as on trio/anyio).
-                handle = loop.call_later(timeout, _expire, waiter, timeout)
-                try:
-                    await waiter
-                finally:
-                    self._waiter = None
-                    handle.cancel()
-            else:
-                try:
-                    await waiter
-                finally:
-                    self._waiter = None
+        if self._plain_future:
+            waiter = self._waiter = asyncio.Future(loop=loop)
+        else:
+            waiter = self._waiter = loop.create_future()
+        if timeout is None:
+            return waiter  # the future itself: no coroutine frame per idle connection
+        return self._wait_timed(waiter, timeout)
+
+    async def _wait_timed(self, waiter: asyncio.Future[None], timeout: float) -> None:
+        # 0 does not wait: a message already queued, else WSTimeoutError (as on trio/anyio).
+        handle = self._loop.call_later(timeout, _expire, waiter, timeout)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
 
     async def _wait_done(self) -> None:
         await asyncio.shield(self._lost)
