@@ -228,6 +228,13 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
                 self._opened.set_exception(exc)
         self._pump()
 
+    def _accepted(self) -> None:
+        """Server side: the core accepted the upgrade; write the 101, then deliver any frames that
+        came right behind the request, and read again."""
+        self._handshaking = False
+        self._resume_reading()
+        self._pump()
+
     def _handshake_data(self, data: bytes | memoryview) -> None:
         conn = self._conn
         try:

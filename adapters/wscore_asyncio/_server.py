@@ -37,9 +37,7 @@ async def _handshake(
     if not await answer_request(conn, process_request, extra_headers, loop.time):
         ws._pump()  # the plain answer, refusal or 500, then the transport closes
         return False
-    ws._handshaking = False
-    ws._resume_reading()
-    ws._pump()  # the 101, then any frames that came right behind the request
+    ws._accepted()
     return True
 
 

@@ -4,18 +4,18 @@
     uvicorn.run(app, ws=WSCoreProtocol)  # or Config(app, ws=WSCoreProtocol)
 
 uvicorn's HTTP protocol hands the upgrade over by calling `connection_made(transport)` and then
-`data_received(request_bytes)`. From there this is an `asyncio.Protocol` over `wscore.ServerConnection`:
-the ASGI websocket scope and messages (with the `websocket.http.response` denial extension), and
-uvicorn's settings: `ws_max_size` (close 1009), `ws_max_queue` (reading pauses while that many
-messages wait for the app), `ws_ping_interval`/`ws_ping_timeout` (the core's heartbeat, driven by
-one loop timer), `ws_per_message_deflate`, `root_path` and the server's default headers (Server, Date).
+`data_received(request_bytes)`. From there this is `wscore_asyncio.WebSocket` (the same connection,
+pump, timer and back-pressure as every adapter's, from the shared kit) with the ASGI websocket scope and
+messages on top (and the `websocket.http.response` denial extension), and uvicorn's settings:
+`ws_max_size` (close 1009), `ws_max_queue` (reading pauses while that many messages wait for the app,
+and resumes at a quarter of it), `ws_ping_interval`/`ws_ping_timeout` (the core's heartbeat),
+`ws_per_message_deflate`, `root_path` and the server's default headers (Server, Date).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import unquote
@@ -38,11 +38,14 @@ from wscore import (
     ServerConnection,
     State,
     WSConfig,
+    WSMessage,
     WSMsgType,
     WSTimeoutError,
 )
 from wscore.frames import OP_CLOSE, build_close_payload, encode_frame
 from wscore.handshake import check_request
+
+from ._connection import WebSocket
 
 __all__ = ["WSCoreProtocol"]
 
@@ -54,8 +57,12 @@ _CLOSE_TIMEOUT = 10.0  # uvicorn's own protocols wait this long for the peer's c
 _KEEPALIVE_CLOSE = encode_frame(OP_CLOSE, build_close_payload(1011, "keepalive ping timeout"))
 
 
-class WSCoreProtocol(asyncio.Protocol):
-    """One WebSocket connection handed over by uvicorn's HTTP protocol, run by the wscore core."""
+class WSCoreProtocol(WebSocket, asyncio.Protocol):
+    """One WebSocket connection handed over by uvicorn's HTTP protocol, run by the wscore core.
+
+    An `asyncio.Protocol` for uvicorn's type, and a `BufferedProtocol` (the connection class's fast
+    path) for the transport, which prefers that once uvicorn hands it over.
+    """
 
     def __init__(
         self,
@@ -68,16 +75,14 @@ class WSCoreProtocol(asyncio.Protocol):
             config.load()
         self.config = config
         self.app: Callable[..., Any] = cast(Callable[..., Any], config.loaded_app)
-        self.loop = _loop or asyncio.get_event_loop()
         self.logger = logging.getLogger("uvicorn.error")
         self.root_path: str = config.root_path
         self.app_state = app_state
         self.connections: set[Any] = server_state.connections
         self.tasks = server_state.tasks
         self.default_headers: list[tuple[bytes, bytes]] = server_state.default_headers
-
         interval = config.ws_ping_interval or None
-        self.conn = ServerConnection(
+        conn = ServerConnection(
             config=WSConfig(
                 heartbeat=interval,
                 # uvicorn's "no pong timeout" has no equivalent in the core: the interval bounds it.
@@ -88,104 +93,62 @@ class WSCoreProtocol(asyncio.Protocol):
                 compress=_DEFLATE if config.ws_per_message_deflate else None,
             )
         )
-        self.max_queue: int = max(1, config.ws_max_queue)
-
-        self.transport: asyncio.Transport | None = None
+        super().__init__(conn, max_queue=max(1, config.ws_max_queue), loop=_loop or asyncio.get_event_loop())
+        self._on_request = WSCoreProtocol._request_arrived  # type: ignore[assignment]
+        # Joined in connection_made, left in connection_lost.
+        self._registry = cast("set[WebSocket]", self.connections)
         self.scope: dict[str, Any] = {}
-        self.queue: deque[Message] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self.read_paused = False
-        self.writable = asyncio.Event()
-        self.writable.set()
         self.handshake_complete = False  # accepted, refused, or answered with plain HTTP
         self.app_closed = False  # the app sent websocket.close (or a denial response)
-        self.disconnect_queued = False
-        self.disconnected = False
+        self._connect_pending = True  # "websocket.connect" not yet received by the app
+        self._disconnect: Message | None = None  # the app's last message, once decided
         self.response_start: Message | None = None
         self.response_body: list[bytes] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._early_bytes = 0
-        self._timer_at: float | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Register with the server, as uvicorn's own protocols do."""
-        self.transport = cast(asyncio.Transport, transport)
-        self.connections.add(self)
+        super().connection_made(transport)
         self.scope = {
-            "server": get_local_addr(self.transport),
-            "client": get_remote_addr(self.transport),
-            "scheme": "wss" if is_ssl(self.transport) else "ws",
+            "server": get_local_addr(cast(asyncio.Transport, transport)),
+            "client": get_remote_addr(cast(asyncio.Transport, transport)),
+            "scheme": "wss" if is_ssl(cast(asyncio.Transport, transport)) else "ws",
         }
 
-    def data_received(self, data: bytes) -> None:
-        """Feed the core; the first bytes are the upgrade request uvicorn parsed and re-serialized."""
-        conn = self.conn
-        if conn.state is State.CONNECTING and conn.request is None:
-            try:
-                conn.receive_data(data)
-            except HandshakeError:
-                self._flush()
-                self._close_transport()
-                return
-            if conn.request is not None:
-                self._handle_request()
-            return
-        if conn.state is State.CONNECTING:
-            # Frames sent before the app accepted wait in the core; bound them as a message is bounded.
-            self._early_bytes += len(data)
-            if self._early_bytes > self.config.ws_max_size and not self.read_paused and self.transport:
-                self.read_paused = True
-                self.transport.pause_reading()
-        conn.receive_data(data, self.loop.time())
-        self._process()
-
-    def eof_received(self) -> bool | None:
-        """Let connection_lost report the drop (the transport closes itself)."""
-        return None
-
     def connection_lost(self, exc: Exception | None) -> None:
-        """The TCP connection is gone: tell the app (1006 unless a close handshake finished)."""
-        self._cancel_timer()
-        conn = self.conn
-        if conn.state is not State.CLOSED:
-            conn.receive_eof()
-            conn.events()
-        code = conn.close_code if self.handshake_complete and conn.close_code is not None else 1006
-        self._queue_disconnect(code, conn.close_reason if code != 1006 else "")
-        self.connections.discard(self)
+        """The TCP connection is gone: the app's next receive is the disconnect."""
+        super().connection_lost(exc)
         self.handshake_complete = True
-        self.disconnected = True
-        self.writable.set()  # asyncio never resumes writing on a lost transport
-        if self.transport is not None and exc is None:
-            self.transport.close()
 
-    def pause_writing(self) -> None:
-        """The transport's buffer is full: ASGI sends wait."""
-        self.writable.clear()
+    def _deliver(self, events: list[WSMessage]) -> None:
+        if self.conn.state is State.CLOSED and not self.conn.close_sent:
+            for event in events:
+                if event.type is WSMsgType.ERROR and isinstance(event.data, WSTimeoutError):
+                    # A missed pong: the core drops the peer without a close frame; tell the peer why,
+                    # as uvicorn's protocols do, in case it is only slow.
+                    self._write(_KEEPALIVE_CLOSE)
+        super()._deliver(events)
 
-    def resume_writing(self) -> None:
-        """The transport's buffer drained."""
-        self.writable.set()
+    @property
+    def conn(self) -> ServerConnection:
+        """The core connection."""
+        return cast(ServerConnection, self._conn)
 
     # -- uvicorn's lifecycle -------------------------------------------------------------------
 
     def shutdown(self) -> None:
         """Server shutdown: close open connections with 1012, refuse pending handshakes with 500."""
-        conn = self.conn
-        if conn.state is State.OPEN:
+        state = self.conn.state
+        if state is State.OPEN:
             # Unlike uvicorn's protocols, which drop TCP at once, wait (within the close timeout)
             # for the peer's close frame: a clean close handshake, as RFC 6455 §7.1.1 wants.
-            self._queue_disconnect(1012, "")
-            conn.close(1012, "", now=self.loop.time())
-            self._flush()
-            self._resume_reading()  # the peer's close frame must be read
-            self._arm_timer()
+            self._set_disconnect(1012)
+            self._start_close(1012, "")
+        elif state is State.CONNECTING:
+            self._send_500()  # before the app answered the handshake (then the transport closes)
         else:
-            # Before the app answered the handshake: 500. Already closing: do not wait any longer.
-            self._send_500()
-            self._close_transport()
+            self._abort()  # already closing: do not wait any longer
 
     def on_task_complete(self, task: asyncio.Task[None]) -> None:
         """Drop the finished app task from the server's set."""
@@ -193,7 +156,7 @@ class WSCoreProtocol(asyncio.Protocol):
 
     # -- the handshake -------------------------------------------------------------------------
 
-    def _handle_request(self) -> None:
+    def _request_arrived(self) -> None:
         request = self.conn.request
         assert request is not None
         try:
@@ -202,8 +165,7 @@ class WSCoreProtocol(asyncio.Protocol):
             self.logger.info('%s - "WebSocket %s" %d', self._client_addr(), request.target, exc.status)
             self.conn.respond(exc.status or 400, exc.headers, exc.reason.encode("utf-8"))
             self.handshake_complete = True
-            self._flush()
-            self._close_transport()
+            self._pump()
             return
         raw_path, _, query = request.target.partition("?")
         self.scope.update(
@@ -224,15 +186,14 @@ class WSCoreProtocol(asyncio.Protocol):
                 "extensions": {"websocket.http.response": {}},
             }
         )
-        self.queue.append({"type": "websocket.connect"})
-        task = self.loop.create_task(self.run_asgi())
+        task = self._loop.create_task(self.run_asgi())
         task.add_done_callback(self.on_task_complete)
         self.tasks.add(task)
 
     async def run_asgi(self) -> None:
         """Run the app; a failure before accept is a 500, a return while open closes the socket."""
         try:
-            result = await self.app(self.scope, self.receive, self.send)
+            result = await self.app(self.scope, self.asgi_receive, self.asgi_send)
         except ClientDisconnected:
             pass
         except BaseException:
@@ -254,42 +215,58 @@ class WSCoreProtocol(asyncio.Protocol):
             self._deny(start["status"], list(start.get("headers") or []), b"".join(self.response_body))
         elif conn.state is State.CONNECTING:
             self._send_500()
-            self._close_transport()
         elif conn.state is State.OPEN and not conn.close_sent:
             # An app that returns (or fails) without websocket.close: close cleanly for it.
-            self._queue_disconnect(code, "")
-            conn.close(code, "", now=self.loop.time())
-            self._flush()
-            self._resume_reading()
-            self._arm_timer()
-        elif conn.close_transport or not conn.close_sent:
-            self._close_transport()
+            self._set_disconnect(code)
+            self._start_close(code, "")
 
     def _send_500(self) -> None:
-        if self.conn.state is State.CONNECTING and self.conn.request is not None:
-            self.conn.respond(500, self.default_headers, b"Internal Server Error")
+        conn = self.conn
+        if conn.state is State.CONNECTING and conn.request is not None:
+            conn.respond(500, self.default_headers, b"Internal Server Error")
             self.handshake_complete = True
-            self._flush()
+            self._pump()  # the response, then the transport closes
+        else:
+            self._abort()  # no request to answer yet
 
     # -- ASGI ----------------------------------------------------------------------------------
 
-    async def receive(self) -> Message:
-        """The next ASGI event for the app: connect, receive, then one disconnect."""
-        while not self.queue:
-            waiter = self._waiter = self.loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        message = self.queue.popleft()
-        if self.read_paused and len(self.queue) <= self.max_queue // 2:
-            self._resume_reading()
-        return message
+    async def asgi_receive(self) -> Message:
+        """The next ASGI event for the app: connect, receive, then the disconnect (again and again)."""
+        if self._connect_pending:
+            self._connect_pending = False
+            return {"type": "websocket.connect"}
+        while self._disconnect is None:
+            msg = await self.receive()
+            kind = msg.type
+            if kind is WSMsgType.TEXT:
+                return {"type": "websocket.receive", "text": msg.data}
+            if kind is WSMsgType.BINARY:
+                return {"type": "websocket.receive", "bytes": msg.data}
+            if self._disconnect is not None:
+                break  # decided by the app's close or a shutdown while this receive waited
+            conn = self.conn
+            if kind is WSMsgType.CLOSE:
+                self._set_disconnect(1005 if msg.data is None else int(msg.data), msg.extra or "")
+            elif conn.close_sent or conn.close_code not in (None, 1006):
+                # We failed the connection (1002, 1007, 1009, ...) with a close frame saying why.
+                self._set_disconnect(conn.close_code or 1006, conn.close_reason)
+            else:
+                self._set_disconnect(1006)  # dropped: no close frame, so no reason
+        return self._disconnect
 
-    async def send(self, message: Message) -> None:
+    def _set_disconnect(self, code: int, reason: str | None = None) -> None:
+        # ASGI's disconnect carries a reason only when a close frame gave one, as uvicorn's
+        # protocols do (none for a lost connection, a shutdown or a refused handshake).
+        if self._disconnect is None:
+            message: Message = {"type": "websocket.disconnect", "code": code}
+            if reason is not None:
+                message["reason"] = reason
+            self._disconnect = message
+
+    async def asgi_send(self, message: Message) -> None:
         """Carry out one ASGI event from the app."""
-        await self.writable.wait()
-        if self.disconnected:
+        if self._lost.done():
             raise ClientDisconnected()
         kind = message["type"]
         conn = self.conn
@@ -307,6 +284,7 @@ class WSCoreProtocol(asyncio.Protocol):
                     raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
                 self.logger.info('%s - "WebSocket %s" %d', self._client_addr(), self._path(), status)
                 self.response_start = message
+                self.handshake_complete = True  # the answer is the app's response
             else:
                 raise RuntimeError(
                     "Expected ASGI message 'websocket.accept', 'websocket.close' "
@@ -319,22 +297,18 @@ class WSCoreProtocol(asyncio.Protocol):
                 if kind == "websocket.send":
                     data = message.get("bytes")
                     if data is not None:
-                        conn.send_bytes(data)
+                        await self.send_bytes(data)
                     else:
                         text = message.get("text")
                         if text is None:
                             raise RuntimeError("websocket.send needs 'bytes' or 'text'")
-                        conn.send_text(text)
-                    self._flush()
+                        await self.send_str(text)
                 elif kind == "websocket.close":
                     code = message.get("code") or 1000
                     reason = message.get("reason") or ""
                     self.app_closed = True
-                    self._queue_disconnect(code, reason)
-                    conn.close(code, reason, now=self.loop.time())
-                    self._flush()
-                    self._resume_reading()  # the peer's close frame must be read
-                    self._arm_timer()
+                    self._set_disconnect(code, reason)
+                    self._start_close(code, reason)
                 else:
                     raise RuntimeError(
                         f"Expected ASGI message 'websocket.send' or 'websocket.close', but got '{kind}'."
@@ -344,16 +318,13 @@ class WSCoreProtocol(asyncio.Protocol):
 
     def _accept(self, message: Message) -> None:
         self.logger.info('%s - "WebSocket %s" [accepted]', self._client_addr(), self._path())
-        transport = self.transport
+        transport = self._transport
         if transport is None or transport.is_closing():
             return
         headers = list(self.default_headers) + list(message.get("headers") or [])
-        self.conn.accept(subprotocol=message.get("subprotocol"), extra_headers=headers, now=self.loop.time())
+        self.conn.accept(subprotocol=message.get("subprotocol"), extra_headers=headers, now=self._now())
         self.handshake_complete = True
-        self._flush()
-        self._process()  # frames that came with the request, and the first timer
-        if len(self.queue) <= self.max_queue // 2:
-            self._resume_reading()
+        self._accepted()
 
     def _deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         present = {name.lower() for name, _ in headers}
@@ -361,9 +332,8 @@ class WSCoreProtocol(asyncio.Protocol):
         self.conn.respond(status, defaults + headers, body)
         self.handshake_complete = True
         self.app_closed = True
-        self._queue_disconnect(1006, "")
-        self._flush()
-        self._close_transport()
+        self._set_disconnect(1006)
+        self._pump()
 
     def _send_response_body(self, message: Message) -> None:
         if message["type"] != "websocket.http.response.body":
@@ -377,105 +347,6 @@ class WSCoreProtocol(asyncio.Protocol):
             start = self.response_start
             assert start is not None
             self._deny(start["status"], list(start.get("headers") or []), b"".join(self.response_body))
-
-    # -- driving the core ----------------------------------------------------------------------
-
-    def _process(self) -> None:
-        """Hand the core's events to the app, write its output, keep the timer, close when told."""
-        conn = self.conn
-        queue_message = self._queue_message
-        for event in conn.events():
-            kind = event.type
-            if kind is WSMsgType.TEXT:
-                queue_message({"type": "websocket.receive", "text": event.data})
-            elif kind is WSMsgType.BINARY:
-                queue_message({"type": "websocket.receive", "bytes": event.data})
-            elif kind is WSMsgType.CLOSE or kind is WSMsgType.ERROR:
-                self._queue_disconnect(conn.close_code or 1005, conn.close_reason)
-                if isinstance(event.data, WSTimeoutError) and not conn.close_sent:
-                    # A missed pong: the core drops the peer without a close frame; tell the peer why,
-                    # as uvicorn's protocols do, in case it is only slow.
-                    self._write(_KEEPALIVE_CLOSE)
-        self._flush()
-        if conn.close_transport:
-            self._close_transport()
-        else:
-            self._arm_timer()
-
-    def _queue_message(self, message: Message) -> None:
-        if self.disconnect_queued:
-            return  # the app is past websocket.close (or told of one): keep reading for the close frame
-        self.queue.append(message)
-        self._wake()
-        if not self.read_paused and len(self.queue) >= self.max_queue and self.transport is not None:
-            self.read_paused = True
-            self.transport.pause_reading()
-
-    def _queue_disconnect(self, code: int, reason: str) -> None:
-        if self.disconnect_queued:
-            return
-        self.disconnect_queued = True
-        self.queue.append({"type": "websocket.disconnect", "code": code, "reason": reason})
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _resume_reading(self) -> None:
-        if self.read_paused:
-            self.read_paused = False
-            transport = self.transport
-            if transport is not None and not transport.is_closing():
-                transport.resume_reading()
-
-    def _flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            self._write(data)
-
-    def _write(self, data: bytes) -> None:
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
-
-    def _close_transport(self) -> None:
-        self._cancel_timer()
-        if self.transport is not None:
-            if self.conn.abort_transport:
-                # Dropped (e.g. no close frame in time): what is still buffered will never be read.
-                self.transport.abort()
-            else:
-                self.transport.close()
-
-    def _arm_timer(self) -> None:
-        # One loop timer: the core's deadlines only move later as data arrives, so it is re-armed
-        # only when it fires or when a call (close) brought the deadline earlier.
-        deadline = self.conn.next_deadline()
-        if deadline is None:
-            self._cancel_timer()
-        elif self._timer_at is None or deadline < self._timer_at:
-            self._cancel_timer()
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-            self._timer_at = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        now = self.loop.time()
-        if self.read_paused and self.conn.state is State.OPEN:
-            # We stopped reading because the app is behind on what the peer sent: the silence is
-            # ours, so it must not count against the peer (its pongs wait unread in the socket).
-            self.conn.receive_data(b"", now)
-        self.conn.handle_timer(now)
-        self._process()
 
     # -- logging helpers -----------------------------------------------------------------------
 
