@@ -340,9 +340,14 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
         self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
+        now = self._loop.time()
+        if now < self._timer_at:
+            # call_at fired a clock tick early (uvloop's clock counts milliseconds). Wait for the
+            # deadline instead of passing the core a time that has not come: a ping stamped in the
+            # future would not count a pong read in the same tick as the peer's answer.
+            self._timer = self._loop.call_at(self._timer_at, self._on_timer)
+            return
         self._timer = None
-        # call_at may fire a clock tick early; the core must see the deadline as reached.
-        now = max(self._loop.time(), self._timer_at)
         if self._read_paused and not self._handshaking:
             # We stopped reading (the application is behind): the pong may be waiting unread in the
             # socket, so this silence is ours, not the peer's. Count it as activity for the heartbeat.

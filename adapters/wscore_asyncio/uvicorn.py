@@ -54,6 +54,8 @@ Message = dict[str, Any]
 # uvicorn's built-in protocols offer these deflate parameters: smaller windows, less memory per socket.
 _DEFLATE = DeflateOptions(server_max_window_bits=12, client_max_window_bits=12, mem_level=5)
 _CLOSE_TIMEOUT = 10.0  # uvicorn's own protocols wait this long for the peer's close frame
+_OPEN = State.OPEN
+_CLOSED = State.CLOSED
 _KEEPALIVE_CLOSE = encode_frame(OP_CLOSE, build_close_payload(1011, "keepalive ping timeout"))
 
 
@@ -122,7 +124,8 @@ class WSCoreProtocol(WebSocket, asyncio.Protocol):
         self.handshake_complete = True
 
     def _deliver(self, events: list[WSMessage]) -> None:
-        if self.conn.state is State.CLOSED and not self.conn.close_sent:
+        conn = self._conn
+        if conn.state is _CLOSED and not conn.close_sent:
             for event in events:
                 if event.type is WSMsgType.ERROR and isinstance(event.data, WSTimeoutError):
                     # A missed pong: the core drops the peer without a close frame; tell the peer why,
@@ -237,7 +240,9 @@ class WSCoreProtocol(WebSocket, asyncio.Protocol):
             self._connect_pending = False
             return {"type": "websocket.connect"}
         while self._disconnect is None:
-            msg = await self.receive()
+            queue = self._queue
+            # The common case inline (a message waiting, reading not paused): no receive() frame.
+            msg = queue.popleft() if queue and not self._read_paused else await self.receive()
             kind = msg.type
             if kind is WSMsgType.TEXT:
                 return {"type": "websocket.receive", "text": msg.data}
@@ -269,7 +274,19 @@ class WSCoreProtocol(WebSocket, asyncio.Protocol):
         if self._lost.done():
             raise ClientDisconnected()
         kind = message["type"]
-        conn = self.conn
+        conn = self._conn
+        if kind == "websocket.send" and conn.state is _OPEN and not self.app_closed:
+            try:  # the common case first
+                data = message.get("bytes")
+                if data is not None:
+                    await self.send_bytes(data)
+                    return
+                text = message.get("text")
+                if text is not None:
+                    await self.send_str(text)
+                    return
+            except ConnectionClosed:
+                raise ClientDisconnected() from None
         if self.response_start is not None:
             self._send_response_body(message)
         elif conn.state is State.CONNECTING:

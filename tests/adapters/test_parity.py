@@ -237,3 +237,26 @@ async def test_receive_with_timeout_zero_does_not_wait(adapter: Adapter) -> None
         assert not ws.closed
         await ws.send_str("after")
         assert await ws.receive_str() == "after"
+
+
+async def test_a_peer_that_answers_every_ping_is_never_dropped(adapter: Adapter) -> None:
+    """Heartbeat every 20 ms, pong within 20 ms, over loopback (a pong often arrives in the clock tick
+    its ping left in): twenty-five heartbeats later the connection is still open. A driver that
+    stamped the ping with the timer's deadline instead of the clock dropped such peers (uvloop)."""
+    ended = anyio.Event()
+
+    async def handler(ws: Any) -> None:
+        try:
+            await _echo(ws)
+        finally:
+            ended.set()
+
+    async with (
+        adapter.run_server(handler, heartbeat=0.02, pong_timeout=0.02) as url,
+        adapter.connect(url) as ws,
+    ):
+        with anyio.move_on_after(0.5):
+            await ended.wait()  # must not happen: the server keeps the answering peer
+        assert not ended.is_set(), ws.exception()
+        await ws.send_str("still open")
+        assert await ws.receive_str() == "still open"
