@@ -38,7 +38,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from wscore import (
-    ClientConnection,
     Connection,
     ConnectionClosed,
     HandshakeError,
@@ -52,8 +51,8 @@ from wscore.handshake import HeadersLike
 from .api import (
     DEFAULT_MAX_QUEUE,
     WSURL,
-    parse_url,
 )
+from .client import client_connection
 from .connection import HIGH_WATER, WebSocketAPI, connection_closed
 from .options import ClientKwargs, ClientOptions, ServerOptions, with_options
 from .server import ProcessRequest, answer_request, handler_close, logger
@@ -754,21 +753,10 @@ async def connect_stream(
     """The body of every adapter's `connect()`: `open_stream(options, parsed_url)` (TCP, TLS) and the opening
     handshake within `open_timeout` (`WSTimeoutError`), then the connection for the `async with` body.
     `io` overrides `ws_class.io` (an adapter's primitives for the running event loop)."""
-    parsed = parse_url(url)
     open_timeout = options.open_timeout
-    headers = options.headers
-    if isinstance(headers, Mapping):
-        headers = list(headers.items())
     if io is None:
         io = ws_class.io
-    conn = ClientConnection(
-        parsed.host_header,
-        parsed.target,
-        subprotocols=options.protocols,
-        origin=options.origin,
-        extra_headers=headers or (),
-        config=options.config,
-    )
+    parsed, conn = client_connection(url, options)
     stream: Any = None
     try:
         with io.cancel_scope(

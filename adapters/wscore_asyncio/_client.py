@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from _wscore_kit.api import client_ssl_context, header_pairs, parse_url
+from _wscore_kit.api import client_ssl_context
+from _wscore_kit.client import client_connection
 from _wscore_kit.options import ClientKwargs, ClientOptions, with_options
-from wscore import ClientConnection, WSTimeoutError
+from wscore import WSTimeoutError
 
 from ._connection import WebSocket
 from ._opener import Opener
@@ -19,18 +20,9 @@ __all__ = ["connect", "client_ssl_context"]
 
 
 async def _open(url: str, options: ClientOptions) -> WebSocket:
-    parsed = parse_url(url)
     open_timeout = options.open_timeout
     loop = asyncio.get_running_loop()
-    conn = ClientConnection(
-        parsed.host_header,
-        parsed.target,
-        subprotocols=options.protocols,
-        origin=options.origin,
-        extra_headers=header_pairs(options.headers),  # type: ignore[arg-type]  # checked by the core
-        config=options.config,
-        now=loop.time(),
-    )
+    parsed, conn = client_connection(url, options, loop.time())
     ws = WebSocket(conn, max_queue=options.max_queue, receive_timeout=options.receive_timeout, loop=loop)
     context = client_ssl_context(options.ssl) if parsed.secure else None
     kwargs: dict[str, Any] = {"ssl": context}
