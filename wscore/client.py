@@ -24,6 +24,7 @@ from .handshake import (
     accept_token,
     get_header,
     header_tokens,
+    is_token,
     normalize_headers,
 )
 
@@ -54,6 +55,11 @@ class ClientConnection(Connection):
     ) -> None:
         super().__init__(True, config, now=now, _state=State.CONNECTING)
         self._key = key or base64.b64encode(os.urandom(16)).decode("ascii")
+        if isinstance(subprotocols, str):
+            raise TypeError("subprotocols must be a sequence of str, not a str")
+        for protocol in subprotocols:
+            if not isinstance(protocol, str) or not is_token(protocol):
+                raise ValueError(f"subprotocol {protocol!r} is not an HTTP token (RFC 6455 §4.1)")
         self._offered_subprotocols = list(subprotocols)
         self.response_headers: Headers = []
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.config.max_handshake_size)

@@ -249,6 +249,8 @@ class Connection:
                         start = pos + hlen
                     elif length == 126 and n - pos >= 4:
                         length = (data[pos + 2] << 8) | data[pos + 3]
+                        if length < 126:
+                            break  # not minimally encoded: _parse fails it (RFC 6455 §5.2)
                         start = pos + hlen + 2
                     else:
                         break
@@ -446,7 +448,12 @@ class Connection:
                 self._check_rsv(b0, opcode)
             if opcode & 0x8:
                 if length > 125:  # 126 and 127 announce a 16- or 64-bit length
-                    raise ProtocolError("control frame payload over 125 bytes (RFC 6455 §5.5)")
+                    # Invalid either way, known from these two bytes: a payload over 125 bytes, or
+                    # one of at most 125 in a longer form than the minimal one.
+                    raise ProtocolError(
+                        "control frame with an extended payload length: over 125 bytes (RFC 6455 §5.5)"
+                        " or not minimally encoded (§5.2)"
+                    )
                 if not b0 & 0x80:
                     raise ProtocolError("fragmented control frame (RFC 6455 §5.5)")
                 if opcode > 0xA:
@@ -466,6 +473,11 @@ class Connection:
                     if n - pos < 4:
                         break
                     length = (data[pos + 2] << 8) | data[pos + 3]
+                    if length < 126:
+                        raise ProtocolError(
+                            f"payload length {length} in the 16-bit form: the minimal number of"
+                            " bytes MUST be used (RFC 6455 §5.2)"
+                        )
                     hlen = 4
                 else:
                     if n - pos < 10:
@@ -474,6 +486,11 @@ class Connection:
                     if length >> 63:
                         raise ProtocolError(
                             "64-bit payload length with the most significant bit set (RFC 6455 §5.2)"
+                        )
+                    if length < 65536:
+                        raise ProtocolError(
+                            f"payload length {length} in the 64-bit form: the minimal number of"
+                            " bytes MUST be used (RFC 6455 §5.2)"
                         )
                     hlen = 10
             if not opcode & 0x8:
@@ -932,10 +949,19 @@ class Connection:
         deadline = self._open_deadline if self.state is _CONNECTING else self._close_deadline
         heartbeat = self.config.heartbeat
         if heartbeat is not None and self.state is _OPEN and self._last_recv is not None:
-            if self._ping_sent_at is not None:
-                pong = self._ping_sent_at + (self.config.effective_pong_timeout or heartbeat)
+            ping_sent_at = self._ping_sent_at
+            if ping_sent_at is not None and self._last_recv < ping_sent_at:
+                # Waiting for the pong: its deadline, but also every heartbeat since the ping, so
+                # that once data has come the next ping is a heartbeat after it even when the pong
+                # timeout is longer (with no data moving this deadline earlier: one driver timer).
+                pong = ping_sent_at + (self.config.effective_pong_timeout or heartbeat)
+                now = self._now if self._now is not None else ping_sent_at
+                check = ping_sent_at + heartbeat * ((now - ping_sent_at) // heartbeat + 1)
+                pong = min(pong, check)
                 deadline = pong if deadline is None else min(deadline, pong)
             else:
+                # No ping out, or data (a pong or anything) came after it: the next ping is due a
+                # heartbeat after the last data.
                 ping = self._last_recv + heartbeat
                 deadline = ping if deadline is None else min(deadline, ping)
         return deadline

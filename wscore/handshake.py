@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -120,6 +121,19 @@ class Request:
         return "websocket" in (t.lower() for t in header_tokens(self.header("upgrade")))
 
 
+# RFC 9110 §5.6.2: token = 1*tchar.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9112 §3.2 / RFC 3986 §3.2.2: Host = uri-host [ ":" port ] (an IP literal, or a reg-name).
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(:[0-9]*)?")
+# RFC 9112 §3.2.2: a server MUST accept the absolute-form.
+_ABSOLUTE_TARGET = re.compile(r"(?i)(https?|wss?)://[^/?#]+")
+
+
+def is_token(value: str) -> bool:
+    """Whether `value` is an HTTP token (RFC 9110 §5.6.2): what a subprotocol name must be."""
+    return _TOKEN.fullmatch(value) is not None
+
+
 def check_request(request: Request) -> str:
     """Validate a WebSocket upgrade request (RFC 6455 §4.2.1); return its Sec-WebSocket-Key.
 
@@ -129,8 +143,28 @@ def check_request(request: Request) -> str:
         raise HandshakeError(f"method {request.method} instead of GET (RFC 6455 §4.2.1)", status=400)
     if request.http_version not in ("1.1", "2", "2.0", "3"):
         raise HandshakeError(f"HTTP/{request.http_version} instead of HTTP/1.1 (RFC 6455 §4.2.1)", status=400)
-    if request.http_version == "1.1" and request.header("host") is None:
+    hosts = [value for name, value in request.headers if name.lower() == "host"]
+    if request.http_version == "1.1" and not hosts:
         raise HandshakeError("missing Host header (RFC 6455 §4.2.1)", status=400)
+    if len(hosts) > 1:
+        raise HandshakeError("more than one Host header (RFC 9112 §3.2)", status=400)
+    if hosts and not _HOST.fullmatch(hosts[0]):
+        raise HandshakeError(f"invalid Host header value {hosts[0]!r} (RFC 9112 §3.2)", status=400)
+    target = request.target
+    if not target.startswith("/") and not _ABSOLUTE_TARGET.match(target):
+        raise HandshakeError(
+            f"request target {target!r} is neither a path nor an absolute URI (RFC 9112 §3.2)",
+            status=400,
+        )
+    if request.header("transfer-encoding") is not None:
+        if request.header("content-length") is not None:
+            raise HandshakeError("Content-Length and Transfer-Encoding together (RFC 9112 §6.3)", status=400)
+        raise HandshakeError("an upgrade request has no body: Transfer-Encoding (RFC 6455 §4.1)", status=400)
+    length = request.header("content-length")
+    if length is not None and length.strip() != "0":
+        raise HandshakeError(
+            f"an upgrade request has no body: Content-Length {length!r} (RFC 6455 §4.1)", status=400
+        )
     if not request.is_websocket:
         raise HandshakeError("missing 'Upgrade: websocket' header (RFC 6455 §4.2.1)", status=400)
     connection = [t.lower() for t in header_tokens(request.header("connection"))]

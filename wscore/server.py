@@ -86,6 +86,13 @@ class ServerConnection(Connection):
                         self._bad_request(431, f"request head over {self.config.max_handshake_size} bytes")
                     if len(event.headers) > self.config.max_headers:
                         self._bad_request(431, f"more than {self.config.max_headers} header fields")
+                    if event.http_version not in (b"1.0", b"1.1"):  # 1.0: check_request says why
+                        version = event.http_version.decode("ascii", "replace")
+                        self._bad_request(
+                            400,
+                            f"HTTP/{version} on an HTTP/1 connection: the upgrade needs HTTP/1.1"
+                            " (RFC 6455 §4.1)",
+                        )
                     self.request = Request(
                         event.method.decode("ascii"),
                         event.target.decode("latin-1"),

@@ -107,7 +107,7 @@ def violation(data_for: str) -> tuple[int, str]:
         ("reserved opcode", 1002, "reserved opcode 0x3 (RFC 6455 §5.2)"),
         ("rsv", 1002, "without a negotiated extension (RFC 6455 §5.2)"),
         ("unmasked", 1002, "unmasked frame from a client (RFC 6455 §5.1)"),
-        ("long control", 1002, "control frame payload over 125 bytes (RFC 6455 §5.5)"),
+        ("long control", 1002, "over 125 bytes (RFC 6455 §5.5) or not minimally encoded (§5.2)"),
         ("fragmented control", 1002, "fragmented control frame (RFC 6455 §5.5)"),
         ("top bit", 1002, "most significant bit set (RFC 6455 §5.2)"),
         ("stray continuation", 1002, "without a message to continue (RFC 6455 §5.4)"),

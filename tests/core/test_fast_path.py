@@ -178,10 +178,13 @@ def test_a_message_being_fragmented_goes_to_the_general_parser() -> None:
 
 @pytest.mark.parametrize("client", [True, False], ids=["client", "server"])
 def test_non_minimal_16_bit_length(client: bool) -> None:
-    """A 5-byte payload announced in the 16-bit form reads as the general parser reads it."""
-    stream = frame_for(client, 2, b"hello", length_form=16)
+    """A 5-byte payload announced in the 16-bit form leaves the fast path and fails as the general
+    parser fails it (1002, RFC 6455 §5.2), after the good frame before it."""
+    stream = frame_for(client, 2, b"ok") + frame_for(client, 2, b"hello", length_form=16)
     assert feed_bytes([stream], client) == feed_general(stream, client)
-    assert feed_bytes([stream], client)[0] == [(WSMsgType.BINARY, b"hello", None)]
+    events, code, _ = feed_bytes([stream], client)
+    assert events[0] == (WSMsgType.BINARY, b"ok", None)
+    assert code == 1002
 
 
 def test_after_a_close_frame_nothing_is_parsed() -> None:

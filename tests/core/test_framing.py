@@ -180,10 +180,34 @@ class TestBaseFramingProtocol:
 
     @ROLES
     @pytest.mark.parametrize("form", [16, 64])
-    def test_non_minimal_lengths_are_accepted(self, client: bool, form: int) -> None:
-        """The minimal-length rule binds the sender; like wsproto and browsers, we read longer forms."""
+    @pytest.mark.parametrize("opcode", [0x1, 0x2])
+    def test_non_minimal_lengths_fail_with_1002(self, client: bool, form: int, opcode: int) -> None:
+        """ "In all cases, the minimal number of bytes MUST be used to encode the length": a data
+        frame of 3 bytes announced in the 16- or 64-bit form fails with 1002, naming that rule (as
+        wsproto does)."""
         conn = open_connection(client)
-        assert feed(conn, peer_frame(conn, 0x1, b"abc", length_form=form)) == [(WSMsgType.TEXT, "abc")]
+        conn.receive_data(peer_frame(conn, opcode, b"abc", length_form=form))
+        assert error_of(conn) == 1002
+        assert f"in the {form}-bit form: the minimal number of bytes MUST be used" in str(conn.exception)
+
+    @ROLES
+    def test_a_16_bit_length_over_65535_needs_the_64_bit_form(self, client: bool) -> None:
+        conn = open_connection(client)
+        data = b"x" * 70000
+        assert feed(conn, peer_frame(conn, 0x2, data, length_form=64)) == [(WSMsgType.BINARY, data)]
+        conn.receive_data(peer_frame(conn, 0x2, b"y" * 1000, length_form=64))
+        assert error_of(conn) == 1002  # 1000 fits 16 bits
+
+    @ROLES
+    @pytest.mark.parametrize("form", [16, 64])
+    def test_a_control_frame_with_an_extended_length_names_both_rules(self, client: bool, form: int) -> None:
+        """A ping announcing a 16- or 64-bit length is invalid from its first two bytes: its payload
+        is over 125 bytes (§5.5) or it is not minimally encoded (§5.2). The reason says both."""
+        conn = open_connection(client)
+        conn.receive_data(peer_frame(conn, 0x9, b"ping", length_form=form)[:2])
+        assert error_of(conn) == 1002
+        reason = str(conn.exception)
+        assert "over 125 bytes (RFC 6455 §5.5)" in reason and "not minimally encoded (§5.2)" in reason
 
     @ROLES
     def test_64_bit_length_with_the_top_bit_set_fails_with_1002(self, client: bool) -> None:

@@ -124,6 +124,17 @@ class TestTheClientsRequest:
         with pytest.raises(ValueError, match="invalid request"):
             ClientConnection(host, target, extra_headers=headers)
 
+    @pytest.mark.parametrize("protocol", ["", "two words", "chat,superchat", "ч", "a\r\nX: y", 'q"uote'])
+    def test_a_subprotocol_that_is_not_a_token_is_a_value_error(self, protocol: str) -> None:
+        """RFC 6455 §4.1: each Sec-WebSocket-Protocol element is a token (RFC 9110 §5.6.2); a
+        comma would even change how many subprotocols the server sees."""
+        with pytest.raises(ValueError, match="is not an HTTP token"):
+            ClientConnection("h", subprotocols=["chat", protocol])
+
+    def test_subprotocols_given_as_one_string_is_a_type_error(self) -> None:
+        with pytest.raises(TypeError, match="not a str"):
+            ClientConnection("h", subprotocols="chat")
+
     def test_nothing_may_be_sent_before_the_handshake(self) -> None:
         conn = client()
         with pytest.raises(InvalidStateError):

@@ -86,6 +86,21 @@ class TestReadingTheClientsHandshake:
             (request_bytes(with_headers({"Sec-WebSocket-Version": "8"})), 426, "is not 13"),
             (request_bytes(with_headers({"Sec-WebSocket-Version": None})), 426, "is not 13"),
             (request_bytes(with_headers({"Sec-WebSocket-Version": "13, 8"})), 426, "is not 13"),
+            # RFC 6455 §4.1 (a GET with no body) and RFC 9112 §3.2, §6.3.
+            (request_bytes(with_headers({"Content-Length": "5"})), 400, "no body: Content-Length"),
+            (
+                request_bytes(with_headers({"Transfer-Encoding": "chunked"})),
+                400,
+                "no body: Transfer-Encoding",
+            ),
+            (
+                request_bytes(with_headers({"Content-Length": "5", "Transfer-Encoding": "chunked"})),
+                400,
+                "Content-Length and Transfer-Encoding together",
+            ),
+            (request_bytes(with_headers({"Host": "bad host/../x"})), 400, "invalid Host header value"),
+            (request_bytes(target="*"), 400, "neither a path nor an absolute URI"),
+            (request_bytes(target="chat"), 400, "neither a path nor an absolute URI"),
         ],
         ids=lambda v: v if isinstance(v, str) else None,
     )
@@ -108,6 +123,41 @@ class TestReadingTheClientsHandshake:
             assert response.headers["sec-websocket-version"] == "13"
         assert server.state is State.CLOSED
         assert server.close_transport
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            request_bytes(with_headers({"Content-Length": "0"})),  # what some devices send
+            request_bytes(with_headers({"Host": "[::1]:8080"})),
+            request_bytes(target="http://example.com/chat"),  # RFC 9112 §3.2.2: MUST be accepted
+        ],
+        ids=["content-length-0", "ipv6-host", "absolute-form"],
+    )
+    def test_these_unusual_requests_are_valid_upgrades(self, data: bytes) -> None:
+        server = received(data)
+        server.accept()
+        assert server.state is State.OPEN
+
+    def test_two_host_headers_are_a_400_on_either_path(self) -> None:
+        """RFC 9112 §3.2: h11 refuses them while parsing; an embedder's parsed request is checked by
+        accept()."""
+        server = ServerConnection()
+        with pytest.raises(HandshakeError) as info:
+            server.receive_data(request_bytes([*UPGRADE_HEADERS, ("Host", "other.example")]))
+        assert info.value.status == 400
+        embedded = ServerConnection()
+        embedded.receive_request(Request.build("GET", "/chat", [*UPGRADE_HEADERS, ("Host", "other.example")]))
+        with pytest.raises(HandshakeError, match="more than one Host"):
+            embedded.accept()
+
+    @pytest.mark.parametrize("version", ["2.0", "1.2", "3.0"])
+    def test_another_http_version_on_an_http1_connection_is_a_400(self, version: str) -> None:
+        server = ServerConnection()
+        with pytest.raises(HandshakeError) as info:
+            server.receive_data(request_bytes(version=version))
+        assert info.value.status == 400
+        assert f"HTTP/{version} on an HTTP/1 connection" in info.value.reason
+        assert read_response(server.data_to_send()).status == 400
 
     def test_a_request_without_host_is_a_400(self) -> None:
         """h11 itself refuses an HTTP/1.1 request without Host (RFC 7230 §5.4)."""

@@ -89,6 +89,39 @@ class TestHeartbeat:
         conn.handle_timer(11.0)
         assert conn.close_code == 1006
 
+    @ROLES
+    def test_after_a_pong_the_cadence_follows_the_last_data_not_the_pong_deadline(self, client: bool) -> None:
+        """With a pong timeout longer than the heartbeat, a pong must bring the next ping forward to
+        a heartbeat after it: measured before the fix, 1 ping in 5 s with heartbeat=1, pong_timeout=5."""
+        conn = open_connection(client, WSConfig(heartbeat=1, pong_timeout=5), now=0.0)
+        sent = []
+        now = 0.0
+        while now < 5.0:
+            deadline = conn.next_deadline()
+            assert deadline is not None
+            now = deadline
+            conn.handle_timer(now)
+            if pings(conn):
+                sent.append(now)
+                now += 0.01  # the pong comes back 10 ms later
+                conn.receive_data(peer_frame(conn, 0xA, b""), now)
+        assert len(sent) == 5, sent
+        assert all(abs(b - a - 1.01) < 1e-9 for a, b in itertools.pairwise(sent)), sent
+
+    def test_waiting_for_a_pong_the_deadline_never_moves_earlier(self) -> None:
+        """The one-timer contract holds while a ping waits for its pong, however late the pong."""
+        conn = open_connection(client=False, config=WSConfig(heartbeat=1, pong_timeout=5), now=0.0)
+        conn.handle_timer(1.0)
+        assert pings(conn) == [b""]
+        deadlines = [conn.next_deadline()]
+        for now in (2.0, 3.0):  # the heartbeat checks while no answer has come
+            conn.handle_timer(now)
+            deadlines.append(conn.next_deadline())
+        conn.receive_data(peer_frame(conn, 0xA, b""), 3.5)  # a late pong
+        deadlines.append(conn.next_deadline())
+        assert deadlines == [2.0, 3.0, 4.0, 4.5]
+        assert conn.state is State.OPEN
+
     def test_no_heartbeat_no_deadline(self) -> None:
         conn = open_connection(client=True, now=0.0)
         assert conn.next_deadline() is None
