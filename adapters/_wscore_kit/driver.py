@@ -46,7 +46,6 @@ from wscore import (
     State,
     WSTimeoutError,
 )
-from wscore.handshake import HeadersLike
 
 from .api import (
     DEFAULT_MAX_QUEUE,
@@ -949,7 +948,7 @@ class StreamServer:
             now=io.current_time(),
         )
         try:
-            opened = await _server_handshake(io, stream, conn, options.process_request, options.extra_headers)
+            opened = await _server_handshake(io, stream, conn, options)
         except (HandshakeError, WSTimeoutError) as exc:
             logger.debug("opening handshake failed: %s", exc)
             opened = False
@@ -1012,11 +1011,7 @@ class StreamServer:
 
 
 async def _server_handshake(
-    io: IOBackend,
-    stream: Any,
-    conn: ServerConnection,
-    process_request: ProcessRequest | None,
-    extra_headers: HeadersLike,
+    io: IOBackend, stream: Any, conn: ServerConnection, options: ServerOptions
 ) -> bool:
     timeout = conn.config.open_timeout
     with io.cancel_scope(deadline=io.current_time() + timeout if timeout else math.inf) as scope:
@@ -1029,7 +1024,7 @@ async def _server_handshake(
                 conn.receive_eof()
                 return False
             conn.receive_data(data, io.current_time())
-        if not await answer_request(conn, process_request, extra_headers, io.current_time):
+        if not await answer_request(conn, options, io.current_time):
             return False
         try:
             await io.send(stream, conn.data_to_send())

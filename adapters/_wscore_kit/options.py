@@ -18,7 +18,7 @@ from wscore import DeflateOptions, WSConfig
 from wscore.handshake import HeadersLike, SubprotocolSelector
 
 from .api import DEFAULT_MAX_QUEUE, WSTimeout, make_config
-from .server import ProcessRequest
+from .server import Origins, ProcessRequest
 
 if TYPE_CHECKING:  # annotations only: the kit imports no I/O module
     import socket
@@ -67,6 +67,7 @@ class AcceptKwargs(_CommonKwargs, total=False):
     select_subprotocol: SubprotocolSelector | None
     process_request: ProcessRequest | None
     extra_headers: HeadersLike
+    origins: Origins | None
     ssl: ssl_module.SSLContext | None
 
 
@@ -167,6 +168,8 @@ class ServerOptions(_Options):
       plain HTTP (a page, a health check, a 403). May be sync or async; one that raises is a 500.
     - `protocols`: the subprotocols we speak, in our order of preference; or
       `select_subprotocol(offered)`. `extra_headers`: added to every 101 response.
+    - `origins`: the Origin values admitted (exact strings, or compiled patterns matched whole; `None`
+      in the list admits requests without Origin); anything else gets 403. Default: no check.
     - `compress`: accept permessage-deflate when offered (default True).
     - `shutdown_timeout`: how long stopping the server waits for handlers before cancelling them.
     - `ssl`: an `SSLContext` for wss://; `sock`: a bound socket to use instead of host/port;
@@ -178,6 +181,7 @@ class ServerOptions(_Options):
     select_subprotocol: SubprotocolSelector | None = None
     process_request: ProcessRequest | None = None
     extra_headers: HeadersLike = ()
+    origins: Origins | None = None
     shutdown_timeout: float = 10.0
     ssl: ssl_module.SSLContext | None = None
     sock: socket.socket | None = None

@@ -2,10 +2,10 @@
 outcome gets. Written once so that a HEAD request, a failing callback or a handler's error is treated
 the same on every adapter.
 
-- `answer_request`: `process_request` (a plain HTTP answer: page, health check, 403), then the 101, or
-  the core's refusal (400/426). A callback that raises or misbehaves (`process_request`,
-  `select_subprotocol`, a response with a CR/LF in a header) is a 500 for that request only, logged
-  once; it never reaches the server's accept loop.
+- `answer_request`: `process_request` (a plain HTTP answer: page, health check, 403), the Origin
+  check (`origins=`: 403), then the 101, or the core's refusal (400/426). A callback that raises or
+  misbehaves (`process_request`, `select_subprotocol`, a response with a CR/LF in a header) is a 500
+  for that request only, logged once; it never reaches the server's accept loop.
 - `handler_close`: 1000 when the handler returned; 1011 when it raised (logged once), except for a
   `ConnectionClosed` about its own connection (the peer left: nothing to report). A
   `ConnectionClosed` from sending to *another* connection while its own is open is a handler failure.
@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
-from typing import Any
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from wscore import ConnectionClosed, HandshakeError, Request, ServerConnection, State
-from wscore.handshake import HeadersLike
 
 from .api import check_http_response
 
-__all__ = ["ProcessRequest", "answer_request", "handler_close", "logger"]
+if TYPE_CHECKING:
+    from .options import ServerOptions
+
+__all__ = ["Origins", "ProcessRequest", "answer_request", "handler_close", "logger", "origin_allowed"]
 
 logger = logging.getLogger("wscore")
 
@@ -35,12 +38,7 @@ may be sync or async."""
 _INTERNAL_ERROR = (500, [("Content-Type", "text/plain; charset=utf-8")], b"Internal Server Error\n")
 
 
-async def answer_request(
-    conn: ServerConnection,
-    process_request: ProcessRequest | None,
-    extra_headers: HeadersLike,
-    now: Callable[[], float],
-) -> bool:
+async def answer_request(conn: ServerConnection, options: ServerOptions, now: Callable[[], float]) -> bool:
     """Answer the upgrade request `conn` has received. True when it is accepted (OPEN, the 101 in
     `conn.data_to_send()`); False when `conn` holds a plain answer, a refusal or a 500 (then CLOSED,
     with `close_transport`), or went away meanwhile. Raises only the caller's cancellation."""
@@ -48,16 +46,21 @@ async def answer_request(
     assert request is not None
     try:
         response = None
-        if process_request is not None:
-            response = process_request(request)
+        if options.process_request is not None:
+            response = options.process_request(request)
             if inspect.isawaitable(response):
                 response = await response
         if conn.state is not State.CONNECTING:
             return False  # the client went away (or the open timeout passed) meanwhile
+        origins = options.origins
+        if response is None and origins is not None and not origin_allowed(request, origins):
+            origin = request.header("origin")
+            logger.info("upgrade refused: Origin %r is not allowed (origins=)", origin)
+            response = (403, [], f"Origin {origin!r} is not allowed\n")
         if response is not None:
             conn.respond(*check_http_response(response))
             return False
-        conn.accept(extra_headers=extra_headers, now=now())
+        conn.accept(extra_headers=options.extra_headers, now=now())
     except HandshakeError as exc:
         logger.debug("upgrade refused: %s", exc)  # the core wrote the 400/426 with the reason
         return False
@@ -67,6 +70,26 @@ async def answer_request(
             conn.respond(*_INTERNAL_ERROR)
         return False
     return True
+
+
+Origins = Sequence["str | re.Pattern[str] | None"]
+"""`serve(origins=...)`: the Origin values admitted, as exact strings or compiled patterns (matched
+whole); `None` in the list admits a request without an Origin header (a non-browser client)."""
+
+
+def origin_allowed(request: Request, origins: Origins) -> bool:
+    """Whether the request's Origin is in `origins` (the defence against cross-site WebSocket
+    hijacking: a browser always sends the page's origin, RFC 6455 §10.2)."""
+    origin = request.header("origin")
+    for allowed in origins:
+        if allowed is None:
+            if origin is None:
+                return True
+        elif origin is not None and (
+            allowed == origin if isinstance(allowed, str) else allowed.fullmatch(origin) is not None
+        ):
+            return True
+    return False
 
 
 def handler_close(error: BaseException | None, own_closed: bool) -> tuple[int, str]:

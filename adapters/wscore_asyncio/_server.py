@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from _wscore_kit.connection import echo_handler
 from _wscore_kit.options import ACCEPT_OPTIONS, AcceptKwargs, ServerKwargs, ServerOptions, with_options
-from _wscore_kit.server import ProcessRequest, answer_request, handler_close, logger
+from _wscore_kit.server import answer_request, handler_close, logger
 from wscore import ServerConnection
-from wscore.handshake import HeadersLike
 
 from ._connection import WebSocket
 from ._opener import Opener
@@ -26,15 +25,13 @@ __all__ = ["Server", "accept_socket", "echo", "echo_handler", "serve"]
 Handler = Callable[[WebSocket], Awaitable[Any]]
 
 
-async def _handshake(
-    ws: WebSocket, process_request: ProcessRequest | None, extra_headers: HeadersLike
-) -> bool:
+async def _handshake(ws: WebSocket, options: ServerOptions) -> bool:
     """Answer the upgrade request that `ws` has received (the kit's `answer_request`) and write the
     answer. True once the connection is OPEN."""
     conn = ws.core
     assert isinstance(conn, ServerConnection)
     loop = asyncio.get_running_loop()
-    if not await answer_request(conn, process_request, extra_headers, loop.time):
+    if not await answer_request(conn, options, loop.time):
         ws._pump()  # the plain answer, refusal or 500, then the transport closes
         return False
     ws._accepted()
@@ -81,7 +78,7 @@ class Server:
 
     async def _run(self, ws: WebSocket) -> None:
         try:
-            if not await _handshake(ws, self.options.process_request, self.options.extra_headers):
+            if not await _handshake(ws, self.options):
                 await ws._wait_done()
                 return
             error: Exception | None = None
@@ -234,7 +231,7 @@ async def accept_socket(sock: socket.socket, **options: Unpack[AcceptKwargs]) ->
     try:
         await loop.connect_accepted_socket(lambda: ws, sock, ssl=opts.ssl)
         await requested
-        if ws.request is not None and await _handshake(ws, opts.process_request, opts.extra_headers):
+        if ws.request is not None and await _handshake(ws, opts):
             return ws
     except BaseException:
         ws._abort()

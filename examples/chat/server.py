@@ -89,6 +89,15 @@ def _on_signal(loop: asyncio.AbstractEventLoop, sig: signal.Signals, callback: C
     return True
 
 
+def _origins(host: str) -> list[str | re.Pattern[str] | None]:
+    """Who may open the chat's WebSocket: pages from this server (by any loopback name or the host
+    it listens on, any port) and clients that send no Origin (the `wscore connect` CLI). A page of
+    another site open in the same browser is refused with 403 (cross-site WebSocket hijacking)."""
+    names = {"localhost", "127.0.0.1", "[::1]", f"[{host}]" if ":" in host else host}
+    pattern = "|".join(re.escape(name) for name in sorted(names))
+    return [re.compile(rf"https?://({pattern})(:[0-9]+)?"), None]
+
+
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
@@ -105,7 +114,9 @@ async def run(
     loop = asyncio.get_running_loop()
     handled = [sig for sig in (signal.SIGINT, signal.SIGTERM) if _on_signal(loop, sig, stop.set)]
     try:
-        async with serve(room.handler, host, port, process_request=room.process_request) as server:
+        async with serve(
+            room.handler, host, port, process_request=room.process_request, origins=_origins(host)
+        ) as server:
             print(f"chat demo: open {_url(host, server.port)} in a browser (Ctrl-C to stop)", flush=True)
             if started is not None:
                 started(server)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +18,7 @@ import wscore_anyio
 import wscore_asyncio
 import wscore_trio
 from _wscore_kit.options import ClientKwargs, ClientOptions, ServerKwargs, ServerOptions
-from wscore import ConnectionClosed, Request, WSCloseCode, WSMsgType, WSTimeoutError
+from wscore import ConnectionClosed, HandshakeError, Request, WSCloseCode, WSMsgType, WSTimeoutError
 
 from .conftest import Adapter
 
@@ -260,3 +261,51 @@ async def test_a_peer_that_answers_every_ping_is_never_dropped(adapter: Adapter)
         assert not ended.is_set(), ws.exception()
         await ws.send_str("still open")
         assert await ws.receive_str() == "still open"
+
+
+# -- origins= (cross-site WebSocket hijacking) ------------------------------------------------------
+
+ORIGINS = ["https://good.example", re.compile(r"https://[a-z]+\.good\.example"), None]
+
+
+@pytest.mark.parametrize(
+    ("origin", "admitted"),
+    [
+        ("https://good.example", True),
+        ("https://app.good.example", True),  # the pattern, matched whole
+        (None, True),  # None in the list: a client that sends no Origin (not a browser)
+        ("https://evil.example", False),
+        ("https://good.example.evil.example", False),
+        ("https://app.good.example:444", False),
+    ],
+)
+async def test_origins_admits_only_the_listed_origins(
+    adapter: Adapter, origin: str | None, admitted: bool
+) -> None:
+    async with adapter.run_server(_echo, origins=ORIGINS) as url:
+        if admitted:
+            async with adapter.connect(url, origin=origin) as ws:
+                await ws.send_str("in")
+                assert await ws.receive_str() == "in"
+        else:
+            with pytest.raises(HandshakeError) as info:
+                async with adapter.connect(url, origin=origin):
+                    pass
+            assert info.value.status == 403
+            assert b"is not allowed" in info.value.body
+        await _still_echoes(adapter, url)
+
+
+async def test_without_none_in_origins_a_request_without_origin_is_refused(adapter: Adapter) -> None:
+    async with adapter.run_server(_echo, origins=["https://good.example"]) as url:
+        with pytest.raises(HandshakeError) as info:
+            async with adapter.connect(url):
+                pass
+        assert info.value.status == 403
+
+
+async def test_process_request_answers_before_the_origin_check(adapter: Adapter) -> None:
+    """A page served by process_request is plain HTTP: no Origin is needed for it."""
+    async with adapter.run_server(_echo, origins=["https://good.example"], process_request=_page) as url:
+        answer = await _raw_exchange(url, b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 ")

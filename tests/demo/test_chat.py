@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from wscore import ClientConnection
-from wscore_asyncio import WSMsgType, connect
+from wscore_asyncio import HandshakeError, WSMsgType, connect
 
 from .helpers import run, serving, wscore
 
@@ -83,6 +83,26 @@ def test_chat_relays_announces_and_shuts_down_with_1001(unused_port: int) -> Non
                 await alice.close()
                 await bob.close()
             assert alice.close_code == bob.close_code == 1001
+
+    run(main())
+
+
+def test_the_chat_refuses_pages_of_other_sites(unused_port: int) -> None:
+    """origins=: a page of another site (cross-site WebSocket hijacking) gets 403; the chat's own page
+    (by its address or localhost) and clients without Origin are admitted."""
+    ws_url = f"ws://127.0.0.1:{unused_port}/ws"
+
+    async def main() -> None:
+        async with serving("chat", "--port", str(unused_port), ready="in a browser"):
+            try:
+                await connect(ws_url, origin="https://evil.example")
+            except HandshakeError as exc:
+                assert exc.status == 403
+            else:
+                raise AssertionError("a foreign origin was admitted")
+            for origin in (f"http://127.0.0.1:{unused_port}", f"http://localhost:{unused_port}", None):
+                async with connect(ws_url, origin=origin) as ws:
+                    assert (await ws.receive_str()).startswith("* you are ")
 
     run(main())
 
