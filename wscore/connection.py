@@ -756,6 +756,12 @@ class Connection:
         self._set_closed()
         self.close_transport = True
 
+    def abort(self, exc: BaseException) -> None:
+        """Drop the connection now, without a close handshake, for a reason the driver found (its
+        own deadline, such as a write timeout): close code 1006, `exc` in `exception`, an ERROR
+        event, `close_transport` and `abort_transport` set."""
+        self._abort(exc)
+
     def _abort(self, exc: BaseException) -> None:
         """Drop the connection without a close handshake: code 1006 and `exc` as the reason."""
         self.exception = exc

@@ -38,6 +38,7 @@ from wscore import (
     WSError,
     WSMessage,
     WSMsgType,
+    WSTimeoutError,
     encode_frame,
 )
 
@@ -51,7 +52,14 @@ from .api import (
     text_or_bytes,
 )
 
-__all__ = ["HIGH_WATER", "WebSocketAPI", "broadcast", "connection_closed", "echo_handler"]
+__all__ = [
+    "HIGH_WATER",
+    "WebSocketAPI",
+    "broadcast",
+    "connection_closed",
+    "echo_handler",
+    "write_timed_out",
+]
 
 HIGH_WATER: Final = 64 * 1024
 """Bytes written but not yet sent above which a send waits (back-pressure) and `broadcast` skips."""
@@ -79,6 +87,7 @@ class WebSocketAPI:
         "_read_paused",
         "_receive_timeout",
         "_receiving",
+        "_write_timeout",
     )
 
     _conn: Connection
@@ -86,11 +95,14 @@ class WebSocketAPI:
     _max_queue: int
     _low_water: int
     _receive_timeout: float | None
+    _write_timeout: float | None
     _closing: bool
     _receiving: bool
     _read_paused: bool
 
-    def _init_api(self, conn: Connection, max_queue: int, receive_timeout: float | None) -> None:
+    def _init_api(
+        self, conn: Connection, max_queue: int, receive_timeout: float | None, write_timeout: float | None
+    ) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
         self._conn = conn
@@ -98,6 +110,7 @@ class WebSocketAPI:
         self._max_queue = max_queue
         self._low_water = max_queue // 4
         self._receive_timeout = receive_timeout
+        self._write_timeout = write_timeout
         self._closing = False  # after our close(): messages still arriving are dropped
         self._receiving = False
         self._read_paused = False
@@ -113,7 +126,8 @@ class WebSocketAPI:
         raise NotImplementedError
 
     async def _drain(self) -> None:  # pragma: no cover
-        """Primitive: wait for back-pressure to clear; `ConnectionClosed` if the transport died."""
+        """Primitive: wait for back-pressure to clear; `ConnectionClosed` if the transport died, or
+        after `_write_timeout` seconds (then the connection is dropped: `write_timed_out`)."""
         raise NotImplementedError
 
     def _wait_message(self, timeout: float | None) -> Awaitable[object]:  # pragma: no cover
@@ -436,6 +450,11 @@ class WebSocketAPI:
     def __repr__(self) -> str:
         role = "client" if self._conn.client else "server"
         return f"<{type(self).__name__} {role} {self._conn.state.name}>"
+
+
+def write_timed_out(conn: Connection, timeout: float) -> None:
+    """Drop `conn`: a send waited `timeout` seconds for a peer that does not read."""
+    conn.abort(WSTimeoutError(f"the peer read nothing for {timeout} s (write_timeout)"))
 
 
 def connection_closed(conn: Connection) -> ConnectionClosed:

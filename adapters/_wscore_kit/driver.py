@@ -52,7 +52,7 @@ from .api import (
     WSURL,
 )
 from .client import client_connection
-from .connection import HIGH_WATER, WebSocketAPI, connection_closed
+from .connection import HIGH_WATER, WebSocketAPI, connection_closed, write_timed_out
 from .options import ClientKwargs, ClientOptions, ServerOptions, with_options
 from .server import ProcessRequest, answer_request, handler_close, logger
 
@@ -266,10 +266,11 @@ class StreamWebSocket(WebSocketAPI):
         *,
         receive_timeout: float | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        write_timeout: float | None = 10.0,
         io: IOBackend | None = None,
     ) -> None:
         io = self._io = type(self).io if io is None else io
-        self._init_api(conn, max_queue, receive_timeout)
+        self._init_api(conn, max_queue, receive_timeout, write_timeout)
         self._queue.extend(conn.events())  # what came with the handshake
         self._stream = stream
         self._msg_waiter: EventLike | None = None
@@ -404,15 +405,23 @@ class StreamWebSocket(WebSocketAPI):
 
     async def _drain(self) -> None:
         """Wait until the writer (or the transport) is below the high-water mark; what was still
-        waiting when the transport died is lost, which `ConnectionClosed` says."""
-        while (self._write_paused or self._pending > HIGH_WATER) and not self._gone():
-            # One event shared by every waiting sender.
-            waiter = self._drain_waiter
-            if waiter is None:
-                waiter = self._drain_waiter = self._io.event()
-            await waiter.wait()
-        if self._gone() and (self._lost or self._conn.abort_transport or self._conn.exception):
-            raise connection_closed(self._conn)
+        waiting when the transport died is lost, which `ConnectionClosed` says. A peer that reads
+        nothing for `write_timeout` seconds is dropped."""
+        io = self._io
+        timeout = self._write_timeout
+        with io.cancel_scope(deadline=math.inf if timeout is None else io.current_time() + timeout) as scope:
+            while (self._write_paused or self._pending > HIGH_WATER) and not self._gone():
+                # One event shared by every waiting sender.
+                waiter = self._drain_waiter
+                if waiter is None:
+                    waiter = self._drain_waiter = io.event()
+                await waiter.wait()
+        conn = self._conn
+        if scope.cancelled_caught and timeout is not None and not self._gone():
+            write_timed_out(conn, timeout)
+            self._pump()  # the ERROR event; the writer (or closer) drops the stream
+        if (self._gone() or conn.abort_transport) and (self._lost or conn.abort_transport or conn.exception):
+            raise connection_closed(conn)
 
     def _reading(self, on: bool) -> None:
         transport = self._transport
@@ -786,7 +795,14 @@ async def connect_stream(
             with io.cancel_scope(shield=True):
                 await io.aclose(stream)
         raise WSTimeoutError(f"opening handshake not finished within {open_timeout} s")
-    ws = ws_class(stream, conn, receive_timeout=options.receive_timeout, max_queue=options.max_queue, io=io)
+    ws = ws_class(
+        stream,
+        conn,
+        receive_timeout=options.receive_timeout,
+        max_queue=options.max_queue,
+        write_timeout=options.write_timeout,
+        io=io,
+    )
     async with ws.running() as running:
         yield running
 
@@ -798,13 +814,21 @@ def wrap_stream(
     *,
     max_queue: int = DEFAULT_MAX_QUEUE,
     receive_timeout: float | None = None,
+    write_timeout: float | None = 10.0,
     io: IOBackend | None = None,
 ) -> AbstractAsyncContextManager[_W]:
     """Run `conn` (a core connection past its handshake) over an already connected `stream`: the
     embedding path. A `ServerConnection` just accepted still holds its 101 response, written first."""
     if conn.state is State.CONNECTING:
         raise ValueError("the connection's handshake is not done: accept() it first")
-    ws = ws_class(stream, conn, max_queue=max_queue, receive_timeout=receive_timeout, io=io)
+    ws = ws_class(
+        stream,
+        conn,
+        max_queue=max_queue,
+        receive_timeout=receive_timeout,
+        write_timeout=write_timeout,
+        io=io,
+    )
     return ws.running(server=not conn.client)
 
 
@@ -827,6 +851,7 @@ class Wrap(Protocol[_Wc_co]):
         *,
         max_queue: int = DEFAULT_MAX_QUEUE,
         receive_timeout: float | None = None,
+        write_timeout: float | None = 10.0,
     ) -> AbstractAsyncContextManager[_Wc_co]: ...
 
 
@@ -857,13 +882,20 @@ def stream_client(
         *,
         max_queue: int = DEFAULT_MAX_QUEUE,
         receive_timeout: float | None = None,
+        write_timeout: float | None = 10.0,
     ) -> AbstractAsyncContextManager[_W]:
         """Run a core connection whose handshake is done (`wscore.Connection(client=..., ...)` after
         another framework's upgrade, or an accepted `ServerConnection`) over an already connected
         stream, as an async context manager (the embedding path)."""
         io = io_of() if io_of is not None else None
         return wrap_stream(
-            ws_class, stream, conn, max_queue=max_queue, receive_timeout=receive_timeout, io=io
+            ws_class,
+            stream,
+            conn,
+            max_queue=max_queue,
+            receive_timeout=receive_timeout,
+            write_timeout=write_timeout,
+            io=io,
         )
 
     connect.__name__ = connect.__qualname__ = "connect"
@@ -970,7 +1002,12 @@ class StreamServer:
                     await io.aclose(stream)
             return
         ws = self._ws_class(
-            stream, conn, receive_timeout=self._receive_timeout, max_queue=options.max_queue, io=io
+            stream,
+            conn,
+            receive_timeout=self._receive_timeout,
+            max_queue=options.max_queue,
+            write_timeout=options.write_timeout,
+            io=io,
         )
         self._tasks[scope] = ws
         try:

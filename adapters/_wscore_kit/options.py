@@ -49,6 +49,7 @@ class _CommonKwargs(TypedDict, total=False):
     max_msg_size: int | None
     max_frame_size: int | None
     max_queue: int
+    write_timeout: float | None
 
 
 class ClientKwargs(_CommonKwargs, total=False):
@@ -98,6 +99,9 @@ class _Options:
     max_msg_size: int | None = 4 * _MiB
     max_frame_size: int | None = None
     max_queue: int = DEFAULT_MAX_QUEUE
+    write_timeout: float | None = 10.0
+    """How long a send may wait for the peer to read (back-pressure) before the connection is
+    dropped (1006, `WSTimeoutError` in `exception()`); None: forever."""
     compress: bool | int | DeflateOptions | None = 0
 
     @classmethod
@@ -149,6 +153,8 @@ class ClientOptions(_Options):
     - `compress`: offer permessage-deflate (True/15, a window size 9-14, or `DeflateOptions`).
     - `max_msg_size`: largest message accepted (0: no limit); `max_frame_size`: largest frame;
       `max_queue`: received messages held before reading from the socket pauses.
+    - `write_timeout`: a send blocked by a peer that does not read drops the connection after that
+      long (1006, `WSTimeoutError`); None: wait forever.
     - `ssl`: an `SSLContext`, True (default verification) or False (none); `server_hostname`: the name
       the certificate must match; `sock`: an already connected socket to use instead of connecting.
     """

@@ -23,7 +23,7 @@ from typing import Any, Final, cast
 from _wscore_kit.api import (
     DEFAULT_MAX_QUEUE,
 )
-from _wscore_kit.connection import WebSocketAPI
+from _wscore_kit.connection import WebSocketAPI, write_timed_out
 from wscore import (
     Connection,
     ConnectionClosed,
@@ -104,9 +104,10 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
         *,
         max_queue: int = DEFAULT_MAX_QUEUE,
         receive_timeout: float | None = None,
+        write_timeout: float | None = 10.0,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self._init_api(conn, max_queue, receive_timeout)
+        self._init_api(conn, max_queue, receive_timeout, write_timeout)
         self._loop = loop = loop or asyncio.get_running_loop()
         # asyncio's own loops read time.monotonic() and create an asyncio.Future through Python methods;
         # calling those directly saves a frame per read and per wait. Other loops (uvloop) keep theirs.
@@ -385,9 +386,20 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
             raise ConnectionClosed(self._conn.close_code, self._conn.close_reason)
         fut = self._loop.create_future()
         self._drain_waiters.append(fut)
-        await fut
+        timeout = self._write_timeout
+        handle = None if timeout is None else self._loop.call_later(timeout, self._write_timed_out, timeout)
+        try:
+            await fut
+        finally:
+            if handle is not None:
+                handle.cancel()
         if self._lost.done():
             raise ConnectionClosed(self._conn.close_code, self._conn.close_reason)
+
+    def _write_timed_out(self, timeout: float) -> None:
+        if not self._lost.done():
+            write_timed_out(self._conn, timeout)
+            self._pump()  # the ERROR event, then the transport is aborted: the drain ends
 
     def _write_out(self) -> None:
         out = self._conn.data_to_send()
@@ -452,6 +464,7 @@ def wrap_transport(
     initial_data: bytes = b"",
     max_queue: int = DEFAULT_MAX_QUEUE,
     receive_timeout: float | None = None,
+    write_timeout: float | None = 10.0,
 ) -> WebSocket:
     """Run `conn` over a transport that is already connected (the embedding path).
 
@@ -464,7 +477,9 @@ def wrap_transport(
     if conn.state is _CONNECTING:
         raise ValueError("the connection's handshake is not done: accept() it first")
     loop = asyncio.get_running_loop()
-    ws = WebSocket(conn, max_queue=max_queue, receive_timeout=receive_timeout, loop=loop)
+    ws = WebSocket(
+        conn, max_queue=max_queue, receive_timeout=receive_timeout, write_timeout=write_timeout, loop=loop
+    )
     if isinstance(conn, ServerConnection):
         ws.request = conn.request
     transport.set_protocol(ws)

@@ -62,7 +62,11 @@ class Server:
             now=self._loop.time(),
         )
         ws = WebSocket(
-            conn, max_queue=options.max_queue, receive_timeout=self._receive_timeout, loop=self._loop
+            conn,
+            max_queue=options.max_queue,
+            receive_timeout=self._receive_timeout,
+            write_timeout=options.write_timeout,
+            loop=self._loop,
         )
         ws._on_request = self._on_request
         ws._registry = self._connections
@@ -219,7 +223,13 @@ async def accept_socket(sock: socket.socket, **options: Unpack[AcceptKwargs]) ->
         config=opts.config,
         now=loop.time(),
     )
-    ws = WebSocket(conn, max_queue=opts.max_queue, receive_timeout=opts.receive_timeout, loop=loop)
+    ws = WebSocket(
+        conn,
+        max_queue=opts.max_queue,
+        receive_timeout=opts.receive_timeout,
+        write_timeout=opts.write_timeout,
+        loop=loop,
+    )
     requested: asyncio.Future[None] = loop.create_future()
 
     def on_request(_: WebSocket) -> None:

@@ -309,3 +309,44 @@ async def test_process_request_answers_before_the_origin_check(adapter: Adapter)
     async with adapter.run_server(_echo, origins=["https://good.example"], process_request=_page) as url:
         answer = await _raw_exchange(url, b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+# -- write_timeout: a peer that never reads ----------------------------------------------------------
+
+
+async def test_a_peer_that_never_reads_is_dropped_after_the_write_timeout(adapter: Adapter) -> None:
+    """The server's handler sends to a client that completed the handshake and never reads again:
+    once the socket buffers are full its send waits, and after `write_timeout` the connection is
+    dropped (1006), the send raises ConnectionClosed and `exception()` says why."""
+    outcome: dict[str, Any] = {}
+    done = anyio.Event()
+
+    async def handler(ws: Any) -> None:
+        if done.is_set():
+            await _echo(ws)  # the server goes on serving the others
+            return
+        chunk = b"x" * 65536
+        try:
+            while True:
+                await ws.send_bytes(chunk)
+        except ConnectionClosed:
+            outcome["exception"] = ws.exception()
+            outcome["close_code"] = ws.close_code
+        finally:
+            done.set()
+
+    async with adapter.run_server(handler, write_timeout=0.3) as url:
+        port = urlsplit(url).port
+        assert port is not None
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(UPGRADE + b"\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await stream.receive(1)  # the 101, byte by byte: no frame is read
+            assert head.startswith(b"HTTP/1.1 101 ")
+            with anyio.fail_after(30):
+                await done.wait()
+        assert outcome["close_code"] == 1006
+        assert isinstance(outcome["exception"], WSTimeoutError)
+        assert "write_timeout" in str(outcome["exception"])
+        await _still_echoes(adapter, url)

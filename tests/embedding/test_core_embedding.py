@@ -310,11 +310,10 @@ class TestHostDrivenTimers:
         server.handle_timer(10.0)
         client.receive_data(server.data_to_send())
         server.receive_data(client.data_to_send(), now=11.0)  # the pong
-        deadline = server.next_deadline()
-        assert deadline is not None
-        server.handle_timer(deadline)
+        assert server.next_deadline() == 21.0  # the next ping: a heartbeat after the pong
+        server.handle_timer(21.0)
         assert server.state is State.OPEN
-        assert server.next_deadline() == 21.0
+        assert server.next_deadline() == 26.0  # that ping's pong deadline
 
     def test_close_timeout(self) -> None:
         conn = Connection(client=False, config=WSConfig(close_timeout=3.0), now=0.0)
