@@ -443,6 +443,22 @@ class WebSocketAPI:
         """The sans-I/O connection this object drives."""
         return self._conn
 
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """Transport details ("peername", "sockname", "socket", "ssl_object", "peercert", ...), or
+        `default`: for an unknown name, and for every name once the transport is closed (as aiohttp,
+        whose connection lets go of its transport)."""
+        if self._gone():
+            return default
+        try:
+            value = self._extra_info(name)
+        except OSError:  # the socket died under us (trio's getpeername() on a reset socket)
+            return default
+        return default if value is None else value
+
+    def _extra_info(self, name: str) -> Any:  # pragma: no cover
+        """Primitive: the transport's detail `name`, or None."""
+        raise NotImplementedError
+
     def exception(self) -> BaseException | None:
         """Why the connection failed or dropped (protocol error, timeout, EOF), else None."""
         return self._conn.exception

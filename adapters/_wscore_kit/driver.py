@@ -316,12 +316,9 @@ class StreamWebSocket(WebSocketAPI):
             return 0 if self._lost else transport.get_write_buffer_size() + self._pending
         return self._pending
 
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """Transport details: "peername", "sockname", "ssl_object", "stream"."""
-        if name == "stream":
-            return self._stream
-        value = self._io.extra_info(self._stream, name)
-        return default if value is None else value
+    def _extra_info(self, name: str) -> Any:
+        # "stream": the trio Stream / anyio ByteStream itself.
+        return self._stream if name == "stream" else self._io.extra_info(self._stream, name)
 
     # -- the primitives of WebSocketAPI ----------------------------------------------------------
 

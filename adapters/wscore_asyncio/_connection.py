@@ -444,11 +444,9 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
         """The asyncio transport, once connected."""
         return self._transport
 
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """The transport's extra info (`peername`, `sslcontext`, `socket`, ...)."""
-        if self._transport is None:
-            return default
-        return self._transport.get_extra_info(name, default)
+    def _extra_info(self, name: str) -> Any:
+        transport = self._transport
+        return None if transport is None else transport.get_extra_info(name)
 
     def write_buffer_size(self) -> int:
         """Bytes written but not yet sent by the transport."""

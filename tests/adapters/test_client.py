@@ -169,3 +169,10 @@ async def test_get_extra_info(adapter: Adapter) -> None:
         assert ws.protocol is None
         assert ws.close_code is None
         assert ws.exception() is None
+        assert ws.get_extra_info("socket") is not None
+        await ws.close()
+        # As aiohttp: once closed, the transport is gone and so are its details (not a dead socket,
+        # not an OSError).
+        for name in ("peername", "sockname", "socket"):
+            assert ws.get_extra_info(name) is None
+            assert ws.get_extra_info(name, "gone") == "gone"
