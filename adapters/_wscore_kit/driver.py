@@ -54,7 +54,7 @@ from .api import (
 from .client import client_connection
 from .connection import HIGH_WATER, WebSocketAPI, connection_closed, write_timed_out
 from .options import ClientKwargs, ClientOptions, ServerOptions, with_options
-from .server import ProcessRequest, answer_request, handler_close, logger
+from .server import ConnectionLimit, ProcessRequest, answer_request, handler_close, logger
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -923,6 +923,7 @@ class StreamServer:
         self._config = options.config
         self._receive_timeout = options.receive_timeout
         self.shutdown_timeout = options.shutdown_timeout
+        self._limit = ConnectionLimit(options.max_connections)
         self._tasks: dict[ScopeLike, StreamWebSocket | None] = {}
         self._idle: EventLike | None = None
         self._closing = False
@@ -977,7 +978,7 @@ class StreamServer:
             now=io.current_time(),
         )
         try:
-            opened = await _server_handshake(io, stream, conn, options)
+            opened = await _server_handshake(io, stream, conn, options, self._full)
         except (HandshakeError, WSTimeoutError) as exc:
             logger.debug("opening handshake failed: %s", exc)
             opened = False
@@ -1013,6 +1014,9 @@ class StreamServer:
         except Exception:
             pass  # logged by the close policy (handler_close), once
 
+    def _full(self) -> bool:
+        return self._limit.full(len(self._tasks))
+
     async def shutdown_on_cancel(self) -> None:
         """A task for the server's task group: when the server is cancelled, `shutdown()` (shielded)
         while the shielded handlers still run."""
@@ -1045,7 +1049,7 @@ class StreamServer:
 
 
 async def _server_handshake(
-    io: IOBackend, stream: Any, conn: ServerConnection, options: ServerOptions
+    io: IOBackend, stream: Any, conn: ServerConnection, options: ServerOptions, full: Callable[[], bool]
 ) -> bool:
     timeout = conn.config.open_timeout
     with io.cancel_scope(deadline=io.current_time() + timeout if timeout else math.inf) as scope:
@@ -1058,7 +1062,7 @@ async def _server_handshake(
                 conn.receive_eof()
                 return False
             conn.receive_data(data, io.current_time())
-        if not await answer_request(conn, options, io.current_time):
+        if not await answer_request(conn, options, io.current_time, full):
             return False
         try:
             await io.send(stream, conn.data_to_send())

@@ -79,6 +79,7 @@ class ServerKwargs(AcceptKwargs, total=False):
     sock: socket.socket | None
     backlog: int
     reuse_port: bool
+    max_connections: int | None
 
 
 _O = TypeVar("_O", bound="_Options")
@@ -180,6 +181,8 @@ class ServerOptions(_Options):
     - `shutdown_timeout`: how long stopping the server waits for handlers before cancelling them.
     - `ssl`: an `SSLContext` for wss://; `sock`: a bound socket to use instead of host/port;
       `backlog`; `reuse_port`: SO_REUSEPORT, so that several processes accept on one port.
+    - `max_connections`: connections served at once (handshaking or open); an upgrade beyond it gets
+      503 with Retry-After, logged once per burst. Default: no limit.
     - The others are `ClientOptions`'.
     """
 
@@ -193,6 +196,7 @@ class ServerOptions(_Options):
     sock: socket.socket | None = None
     backlog: int = 100
     reuse_port: bool = False
+    max_connections: int | None = None
 
 
 ACCEPT_OPTIONS = tuple(AcceptKwargs.__annotations__)

@@ -27,7 +27,15 @@ from .api import check_http_response
 if TYPE_CHECKING:
     from .options import ServerOptions
 
-__all__ = ["Origins", "ProcessRequest", "answer_request", "handler_close", "logger", "origin_allowed"]
+__all__ = [
+    "ConnectionLimit",
+    "Origins",
+    "ProcessRequest",
+    "answer_request",
+    "handler_close",
+    "logger",
+    "origin_allowed",
+]
 
 logger = logging.getLogger("wscore")
 
@@ -38,7 +46,12 @@ may be sync or async."""
 _INTERNAL_ERROR = (500, [("Content-Type", "text/plain; charset=utf-8")], b"Internal Server Error\n")
 
 
-async def answer_request(conn: ServerConnection, options: ServerOptions, now: Callable[[], float]) -> bool:
+async def answer_request(
+    conn: ServerConnection,
+    options: ServerOptions,
+    now: Callable[[], float],
+    full: Callable[[], bool] | None = None,
+) -> bool:
     """Answer the upgrade request `conn` has received. True when it is accepted (OPEN, the 101 in
     `conn.data_to_send()`); False when `conn` holds a plain answer, a refusal or a 500 (then CLOSED,
     with `close_transport`), or went away meanwhile. Raises only the caller's cancellation."""
@@ -57,6 +70,8 @@ async def answer_request(conn: ServerConnection, options: ServerOptions, now: Ca
             origin = request.header("origin")
             logger.info("upgrade refused: Origin %r is not allowed (origins=)", origin)
             response = (403, [], f"Origin {origin!r} is not allowed\n")
+        if response is None and full is not None and full():
+            response = (503, [("Retry-After", "1")], "server at max_connections\n")
         if response is not None:
             conn.respond(*check_http_response(response))
             return False
@@ -90,6 +105,30 @@ def origin_allowed(request: Request, origins: Origins) -> bool:
         ):
             return True
     return False
+
+
+class ConnectionLimit:
+    """`max_connections=`: how many connections a server serves at once (in the handshake or open);
+    an upgrade beyond it gets 503. Logged once per burst, not once per refusal."""
+
+    __slots__ = ("_refusing", "maximum")
+
+    def __init__(self, maximum: int | None) -> None:
+        if maximum is not None and maximum < 1:
+            raise ValueError("max_connections must be at least 1 (or None: no limit)")
+        self.maximum = maximum
+        self._refusing = False
+
+    def full(self, active: int) -> bool:
+        """Whether `active` connections (the one asking included) are over the limit."""
+        maximum = self.maximum
+        if maximum is None or active <= maximum:
+            self._refusing = False
+            return False
+        if not self._refusing:
+            self._refusing = True
+            logger.warning("max_connections=%d reached: refusing upgrades with 503", maximum)
+        return True
 
 
 def handler_close(error: BaseException | None, own_closed: bool) -> tuple[int, str]:

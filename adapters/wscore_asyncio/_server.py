@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from _wscore_kit.connection import echo_handler
 from _wscore_kit.options import ACCEPT_OPTIONS, AcceptKwargs, ServerKwargs, ServerOptions, with_options
-from _wscore_kit.server import answer_request, handler_close, logger
+from _wscore_kit.server import ConnectionLimit, answer_request, handler_close, logger
 from wscore import ServerConnection
 
 from ._connection import WebSocket
@@ -25,13 +25,13 @@ __all__ = ["Server", "accept_socket", "echo", "echo_handler", "serve"]
 Handler = Callable[[WebSocket], Awaitable[Any]]
 
 
-async def _handshake(ws: WebSocket, options: ServerOptions) -> bool:
+async def _handshake(ws: WebSocket, options: ServerOptions, full: Callable[[], bool] | None = None) -> bool:
     """Answer the upgrade request that `ws` has received (the kit's `answer_request`) and write the
     answer. True once the connection is OPEN."""
     conn = ws.core
     assert isinstance(conn, ServerConnection)
     loop = asyncio.get_running_loop()
-    if not await answer_request(conn, options, loop.time):
+    if not await answer_request(conn, options, loop.time, full):
         ws._pump()  # the plain answer, refusal or 500, then the transport closes
         return False
     ws._accepted()
@@ -46,6 +46,7 @@ class Server:
         self._handler = handler
         self.options = options
         self._config = options.config
+        self._limit = ConnectionLimit(options.max_connections)
         self._receive_timeout = options.receive_timeout
         self._server: asyncio.Server | None = None
         self._connections: set[WebSocket] = set()
@@ -72,6 +73,9 @@ class Server:
         ws._registry = self._connections
         return ws
 
+    def _full(self) -> bool:
+        return self._limit.full(len(self._tasks))  # each connection served has its task
+
     def _on_request(self, ws: WebSocket) -> None:
         if self._closing is not None:
             ws._abort()
@@ -82,7 +86,7 @@ class Server:
 
     async def _run(self, ws: WebSocket) -> None:
         try:
-            if not await _handshake(ws, self.options):
+            if not await _handshake(ws, self.options, self._full):
                 await ws._wait_done()
                 return
             error: Exception | None = None

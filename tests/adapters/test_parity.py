@@ -59,7 +59,7 @@ def test_serve_takes_exactly_the_server_options(module: Any) -> None:
 
 
 def test_accept_socket_takes_the_server_options_of_one_connection() -> None:
-    listening_only = {"shutdown_timeout", "sock", "backlog", "reuse_port"}
+    listening_only = {"shutdown_timeout", "sock", "backlog", "reuse_port", "max_connections"}
     expected = {k: v for k, v in _fields(ServerOptions).items() if k not in listening_only}
     assert _keyword_params(wscore_asyncio.accept_socket) == expected
 
@@ -350,3 +350,33 @@ async def test_a_peer_that_never_reads_is_dropped_after_the_write_timeout(adapte
         assert isinstance(outcome["exception"], WSTimeoutError)
         assert "write_timeout" in str(outcome["exception"])
         await _still_echoes(adapter, url)
+
+
+# -- max_connections ----------------------------------------------------------------------------------
+
+
+async def test_max_connections_refuses_the_next_upgrade_with_503(adapter: Adapter) -> None:
+    """Two served at once: a third upgrade gets 503 with Retry-After; once one has gone, a new one is
+    admitted (the server lets go of a connection when its close completes, a moment after the
+    client's: the last step retries, bounded)."""
+    async with adapter.run_server(_echo, max_connections=2) as url:
+        async with adapter.connect(url) as first:
+            async with adapter.connect(url) as second:
+                with pytest.raises(HandshakeError) as info:
+                    async with adapter.connect(url):
+                        pass
+                assert info.value.status == 503
+                assert ("retry-after", "1") in [(k.lower(), v) for k, v in info.value.headers]
+                await second.send_str("two")
+                assert await second.receive_str() == "two"
+            await first.send_str("one")
+            assert await first.receive_str() == "one"
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    async with adapter.connect(url) as again:
+                        await again.send_str("again")
+                        assert await again.receive_str() == "again"
+                        break
+                except HandshakeError as exc:
+                    assert exc.status == 503
