@@ -16,22 +16,26 @@ arguments exist for parity with `wscore_asyncio`). The connection logic is the s
 from __future__ import annotations
 
 import asyncio
+import errno
+import math
 import socket
 import ssl as ssl_module
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
-from anyio.streams.tls import TLSListener, TLSStream
+from anyio.streams.tls import TLSStream
 
 from _wscore_kit import public as _public
 from _wscore_kit.api import WSURL, client_ssl_context
 from _wscore_kit.driver import StreamServer, StreamWebSocket, listen_options, stream_client
 from _wscore_kit.options import ClientOptions, ServerKwargs, ServerOptions, with_options
 from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
+from _wscore_kit.server import logger
 
 from ._asyncio_stream import _AsyncioStream, _nodelay
 from ._backend import _ASYNCIO_IO, _GENERIC_IO, _current_io, _on_asyncio
@@ -121,23 +125,69 @@ async def serve(
             task_status=task_status,
         )
         return
-    listener: anyio.abc.Listener[Any]
+    listeners: list[anyio.abc.SocketListener]
     if sock is not None:
-        listener = await anyio.abc.SocketListener.from_socket(sock)
-        server._sockets = [sock]
+        listeners = [await anyio.abc.SocketListener.from_socket(sock)]
     else:
         multi = await anyio.create_tcp_listener(
             local_host=host, local_port=port or 0, backlog=backlog, reuse_port=opts.reuse_port
         )
-        server._sockets = [item.extra(SocketAttribute.raw_socket) for item in multi.listeners]
-        listener = multi
-    if ssl is not None:
-        listener = TLSListener(listener, ssl, standard_compatible=False)
-    async with listener, anyio.create_task_group() as tg:
-        server.cancel_scope = tg.cancel_scope
-        tg.start_soon(server.shutdown_on_cancel)
-        tg.start_soon(listener.serve, server.handle, tg)
-        task_status.started(server)
+        listeners = [cast(anyio.abc.SocketListener, item) for item in multi.listeners]
+    server._sockets = [item.extra(SocketAttribute.raw_socket) for item in listeners]
+    handle = server.handle if ssl is None else partial(_tls_then_handle, server, ssl, opts.open_timeout)
+    try:
+        async with anyio.create_task_group() as tg:
+            server.cancel_scope = tg.cancel_scope
+            tg.start_soon(server.shutdown_on_cancel)
+            for listener in listeners:
+                tg.start_soon(_accept_forever, listener, handle, tg)
+            task_status.started(server)
+    finally:  # once the accept loops have ended: a listener closed under accept() would raise there
+        with anyio.CancelScope(shield=True):
+            for listener in listeners:
+                await listener.aclose()
+
+
+# accept() errors that say "not now" (out of descriptors or memory): a server waits and goes on, as
+# trio.serve_listeners does, instead of ending with every connection it serves.
+_ACCEPT_RETRY = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS))
+_ACCEPT_RETRY_DELAY = 0.1
+
+
+async def _accept_forever(
+    listener: anyio.abc.SocketListener,
+    handle: Callable[[anyio.abc.ByteStream], Coroutine[Any, Any, None]],
+    tg: anyio.abc.TaskGroup,
+) -> None:
+    failing = False
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            if exc.errno not in _ACCEPT_RETRY:
+                raise
+            if not failing:  # once per burst
+                logger.error("accept() failed (%s); retrying every %s s", exc, _ACCEPT_RETRY_DELAY)
+            failing = True
+            await anyio.sleep(_ACCEPT_RETRY_DELAY)
+            continue
+        failing = False
+        tg.start_soon(handle, stream)
+
+
+async def _tls_then_handle(
+    server: WSServer, ssl: ssl_module.SSLContext, timeout: float | None, stream: anyio.abc.ByteStream
+) -> None:
+    """The TLS handshake in the connection's own task, bounded by the open timeout (a client that
+    opens TCP and sends nothing holds no slot for longer), then the WebSocket."""
+    try:
+        with anyio.fail_after(timeout or math.inf):
+            tls = await TLSStream.wrap(stream, server_side=True, ssl_context=ssl, standard_compatible=False)
+    except Exception as exc:  # a failed or timed-out handshake is that client's problem only
+        logger.debug("TLS handshake failed: %r", exc)
+        await anyio.aclose_forcefully(stream)
+        return
+    await server.handle(tls)
 
 
 async def _serve_asyncio(
@@ -170,6 +220,10 @@ async def _serve_asyncio(
             ssl=ssl,
             backlog=backlog,
             reuse_port=reuse_port or None,
+            # The open timeout bounds the TLS handshake too (asyncio's default: 60 s per client).
+            ssl_handshake_timeout=server.options.open_timeout
+            if ssl is not None and server.options.open_timeout
+            else None,
             **where,
         )
         try:

@@ -206,6 +206,9 @@ class serve(Opener[Server]):
             "backlog": opts.backlog,
             "reuse_port": opts.reuse_port or None,
         }
+        if opts.ssl is not None and opts.open_timeout:
+            # The open timeout bounds the TLS handshake too (asyncio's default: 60 s per client).
+            self._listen_args["ssl_handshake_timeout"] = opts.open_timeout
 
     async def _open(self) -> Server:
         server = Server(self._handler, self._options)

@@ -4,15 +4,18 @@ option lists (compared with the kit's one declaration)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import re
+import ssl
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import pytest
+import sniffio
 
 import wscore_anyio
 import wscore_asyncio
@@ -380,3 +383,25 @@ async def test_max_connections_refuses_the_next_upgrade_with_503(adapter: Adapte
                         break
                 except HandshakeError as exc:
                     assert exc.status == 503
+
+
+async def test_a_tls_handshake_never_finished_is_dropped_at_the_open_timeout(
+    adapter: Adapter, tls_server: ssl.SSLContext
+) -> None:
+    """A client that opens TCP to a wss:// server and sends nothing holds its slot only for the open
+    timeout (asyncio's own default was 60 s, anyio's 30 s); the server goes on serving."""
+    reported: list[dict[str, Any]] = []
+    if sniffio.current_async_library() == "asyncio":
+        # asyncio reports each aborted TLS handshake to the loop's exception handler (its own log).
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: reported.append(context))
+    async with adapter.run_server(_echo, ssl=tls_server, open_timeout=0.3) as url:
+        port = urlsplit(url).port
+        assert port is not None
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            with anyio.fail_after(5):  # far below the old 30-60 s
+                try:
+                    while await stream.receive():
+                        pass
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    pass  # closed (or reset) by the server
+    assert all("SSL handshake is taking longer" in str(c.get("exception")) for c in reported), reported
