@@ -405,3 +405,26 @@ async def test_a_tls_handshake_never_finished_is_dropped_at_the_open_timeout(
                 except (anyio.EndOfStream, anyio.BrokenResourceError):
                     pass  # closed (or reset) by the server
     assert all("SSL handshake is taking longer" in str(c.get("exception")) for c in reported), reported
+
+
+async def test_a_receive_while_our_close_is_pending_keeps_its_own_timeout(adapter: Adapter) -> None:
+    """The peer does not answer our close yet (its handler holds its CLOSE unread, autoclose off): a
+    receive(timeout=0.2) in that window raises WSTimeoutError after 0.2 s instead of waiting out the
+    close timeout (5 s here)."""
+    release = anyio.Event()
+
+    async def handler(ws: Any) -> None:
+        await release.wait()
+
+    async with (
+        adapter.run_server(handler, autoclose=False) as url,
+        adapter.connect(url, timeout=wscore_asyncio.WSTimeout(close=5)) as ws,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(ws.close)
+        await anyio.wait_all_tasks_blocked()
+        assert ws.closed
+        with anyio.fail_after(2), pytest.raises(WSTimeoutError):
+            await ws.receive(timeout=0.2)
+        release.set()  # the server's handler returns: it closes, our close() completes
+    assert ws.close_code == 1000
