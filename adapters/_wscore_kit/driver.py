@@ -792,14 +792,7 @@ async def connect_stream(
             with io.cancel_scope(shield=True):
                 await io.aclose(stream)
         raise WSTimeoutError(f"opening handshake not finished within {open_timeout} s")
-    ws = ws_class(
-        stream,
-        conn,
-        receive_timeout=options.receive_timeout,
-        max_queue=options.max_queue,
-        write_timeout=options.write_timeout,
-        io=io,
-    )
+    ws = ws_class(stream, conn, io=io, **options.connection_args)
     async with ws.running() as running:
         yield running
 
@@ -921,7 +914,6 @@ class StreamServer:
         self._handler = handler
         self.options = options
         self._config = options.config
-        self._receive_timeout = options.receive_timeout
         self.shutdown_timeout = options.shutdown_timeout
         self._limit = ConnectionLimit(options.max_connections)
         self._tasks: dict[ScopeLike, StreamWebSocket | None] = {}
@@ -999,14 +991,7 @@ class StreamServer:
                 with io.cancel_scope(shield=True):
                     await io.aclose(stream)
             return
-        ws = self._ws_class(
-            stream,
-            conn,
-            receive_timeout=self._receive_timeout,
-            max_queue=options.max_queue,
-            write_timeout=options.write_timeout,
-            io=io,
-        )
+        ws = self._ws_class(stream, conn, io=io, **options.connection_args)
         self._tasks[scope] = ws
         try:
             async with ws.running(server=True):

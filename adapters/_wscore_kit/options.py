@@ -141,6 +141,15 @@ class _Options:
         """The default bound of each `receive()`."""
         return None if self.timeout is None else self.timeout.receive
 
+    @property
+    def connection_args(self) -> dict[str, Any]:
+        """The keyword arguments every adapter's connection class takes from the options."""
+        return {
+            "max_queue": self.max_queue,
+            "receive_timeout": self.receive_timeout,
+            "write_timeout": self.write_timeout,
+        }
+
 
 @dataclass(frozen=True)
 class ClientOptions(_Options):

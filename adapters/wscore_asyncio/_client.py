@@ -23,13 +23,7 @@ async def _open(url: str, options: ClientOptions) -> WebSocket:
     open_timeout = options.open_timeout
     loop = asyncio.get_running_loop()
     parsed, conn = client_connection(url, options, loop.time())
-    ws = WebSocket(
-        conn,
-        max_queue=options.max_queue,
-        receive_timeout=options.receive_timeout,
-        write_timeout=options.write_timeout,
-        loop=loop,
-    )
+    ws = WebSocket(conn, loop=loop, **options.connection_args)
     context = client_ssl_context(options.ssl) if parsed.secure else None
     kwargs: dict[str, Any] = {"ssl": context}
     if context is not None:

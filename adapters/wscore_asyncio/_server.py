@@ -47,7 +47,6 @@ class Server:
         self.options = options
         self._config = options.config
         self._limit = ConnectionLimit(options.max_connections)
-        self._receive_timeout = options.receive_timeout
         self._server: asyncio.Server | None = None
         self._connections: set[WebSocket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -62,13 +61,7 @@ class Server:
             config=self._config,
             now=self._loop.time(),
         )
-        ws = WebSocket(
-            conn,
-            max_queue=options.max_queue,
-            receive_timeout=self._receive_timeout,
-            write_timeout=options.write_timeout,
-            loop=self._loop,
-        )
+        ws = WebSocket(conn, loop=self._loop, **options.connection_args)
         ws._on_request = self._on_request
         ws._registry = self._connections
         return ws
@@ -230,13 +223,7 @@ async def accept_socket(sock: socket.socket, **options: Unpack[AcceptKwargs]) ->
         config=opts.config,
         now=loop.time(),
     )
-    ws = WebSocket(
-        conn,
-        max_queue=opts.max_queue,
-        receive_timeout=opts.receive_timeout,
-        write_timeout=opts.write_timeout,
-        loop=loop,
-    )
+    ws = WebSocket(conn, loop=loop, **opts.connection_args)
     requested: asyncio.Future[None] = loop.create_future()
 
     def on_request(_: WebSocket) -> None:
