@@ -10,15 +10,13 @@ import argparse
 import asyncio
 import contextlib
 import http
-import importlib.util
 import os
 import signal
 import socket
 import ssl
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from _wscore_kit.api import parse_url
@@ -27,15 +25,12 @@ from wscore import ConnectionClosed, HandshakeError, WSMessage, WSMsgType, WSTim
 from ._client import connect
 from ._connection import WebSocket
 from ._server import Server, echo
+from .chat import server as chat
 
 __all__ = ["main"]
 
 PROG = "wscore"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-# The chat demo lives in the source tree (examples/chat/), next to its page; an editable install
-# (`pip install -e .`, what scripts/demo does) finds it there.
-_CHAT = Path(__file__).resolve().parents[2] / "examples" / "chat" / "server.py"
 
 
 class CommandError(Exception):
@@ -192,18 +187,8 @@ def _listen_error(host: str, port: int, exc: OSError) -> CommandError:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    if not _CHAT.is_file():
-        raise CommandError(
-            "the chat demo ships with the source tree (examples/chat/): run it from a clone "
-            "installed with `pip install -e .`"
-        )
-    spec = importlib.util.spec_from_file_location("wscore_chat_demo", _CHAT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    run: Callable[[str, int], Coroutine[Any, Any, None]] = module.run  # handles SIGINT/SIGTERM itself
     try:
-        asyncio.run(run(args.host, args.port))
+        asyncio.run(chat.run(args.host, args.port))  # it handles SIGINT/SIGTERM itself
     except OSError as exc:
         raise _listen_error(args.host, args.port, exc) from None
     return EXIT_OK

@@ -10,6 +10,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
+import wscore_asyncio
 from wscore import ClientConnection
 from wscore_asyncio import HandshakeError, WSMsgType, connect
 
@@ -179,14 +182,22 @@ def test_a_client_that_stops_reading_does_not_stall_the_room(unused_port: int) -
     run(main())
 
 
-def test_the_example_runs_as_a_plain_script(unused_port: int) -> None:
-    """`python examples/chat/server.py` is the same demo, for readers who start from the file."""
-    script = Path(__file__).resolve().parents[2] / "examples" / "chat" / "server.py"
+CHAT_SERVER = Path(wscore_asyncio.__file__).with_name("chat") / "server.py"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "wscore_asyncio.chat"], [str(CHAT_SERVER)]],
+    ids=["python -m wscore_asyncio.chat", "python .../chat/server.py"],
+)
+def test_the_demo_runs_with_python_alone(command: list[str], unused_port: int) -> None:
+    """`python -m wscore_asyncio.chat` is the same demo, and so is `python path/to/chat/server.py`
+    for readers who start from the file."""
 
     async def main() -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            str(script),
+            *command,
             "--port",
             str(unused_port),
             stdout=asyncio.subprocess.PIPE,
@@ -197,6 +208,9 @@ def test_the_example_runs_as_a_plain_script(unused_port: int) -> None:
             assert proc.stdout is not None
             line = await asyncio.wait_for(proc.stdout.readline(), 20)
             assert line.decode().startswith(f"chat demo: open http://127.0.0.1:{unused_port}/")
+            status, ctype, body = await asyncio.to_thread(_get, f"http://127.0.0.1:{unused_port}/")
+            assert (status, ctype) == (200, "text/html; charset=utf-8")
+            assert b"new WebSocket(" in body
             async with connect(f"ws://127.0.0.1:{unused_port}/ws") as ws:
                 assert await ws.receive_str() == "* you are guest-1 (1 online)"
                 proc.send_signal(signal.SIGINT)

@@ -1,6 +1,6 @@
 """The classic WebSocket chat on `wscore_asyncio`, and the page it serves from the same port.
 
-    python examples/chat/server.py --port 8080      # or: wscore chat --port 8080
+    wscore chat --port 8080        # or: python -m wscore_asyncio.chat --port 8080
 
 - `/` answers the page (`index.html`) through `process_request`: plain HTTP, no upgrade.
 - `/ws` is the WebSocket: each client gets a name (`?name=alice`, else `guest-N`), every text message
@@ -19,15 +19,19 @@ import re
 import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from importlib.resources import files
 from urllib.parse import parse_qs, urlsplit
 
 from wscore_asyncio import Request, Server, WebSocket, WSMsgType, broadcast, serve
 
-PAGE = Path(__file__).with_name("index.html")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,24}")
 
 HTTPResponse = tuple[int, list[tuple[str, str]], bytes]
+
+
+def page() -> bytes:
+    """The browser page, read from the installed package (a wheel ships it as package data)."""
+    return files("wscore_asyncio.chat").joinpath("index.html").read_bytes()
 
 
 class ChatRoom:
@@ -109,7 +113,7 @@ async def run(
     started: Callable[[Server], None] | None = None,
 ) -> None:
     """Serve the chat until SIGINT/SIGTERM (or cancellation), then close every client with 1001."""
-    room = ChatRoom(PAGE.read_bytes())
+    room = ChatRoom(page())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     handled = [sig for sig in (signal.SIGINT, signal.SIGTERM) if _on_signal(loop, sig, stop.set)]
@@ -130,7 +134,7 @@ async def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python examples/chat/server.py [--host H] [--port P]`."""
+    """`python -m wscore_asyncio.chat [--host H] [--port P]`; the exit status."""
     parser = argparse.ArgumentParser(description="The wscore chat demo (a page at /, the WebSocket at /ws).")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")

@@ -1,1 +1,0 @@
-"""The chat demo: `server.py` (run it, or `wscore chat`) and the browser page `index.html`."""
