@@ -52,8 +52,11 @@ def test_chat_relays_announces_and_shuts_down_with_1001(unused_port: int) -> Non
             bob = await connect(ws_url)
             try:
                 assert await alice.receive_str() == "* you are alice (1 online)"
+                assert await alice.receive_str() == "* online: alice"
                 assert await bob.receive_str() == "* you are guest-1 (2 online)"
+                assert await bob.receive_str() == "* online: alice, guest-1"
                 assert await alice.receive_str() == "* guest-1 joined"
+                assert await alice.receive_str() == "* online: alice, guest-1"
 
                 await bob.send_str("hello, room")
                 assert await alice.receive_str() == "guest-1: hello, room"
@@ -64,14 +67,17 @@ def test_chat_relays_announces_and_shuts_down_with_1001(unused_port: int) -> Non
                 # The interactive client is a third member; its Ctrl-D is a leave.
                 async with wscore("connect", ws_url + "?name=carol") as carol:
                     await carol.expect("< text: * you are carol (3 online)")
-                    assert await alice.receive_str() == "* carol joined"
-                    assert await bob.receive_str() == "* carol joined"
+                    await carol.expect("< text: * online: alice, guest-1, carol")
+                    for ws in (alice, bob):
+                        assert await ws.receive_str() == "* carol joined"
+                        assert await ws.receive_str() == "* online: alice, guest-1, carol"
                     await carol.send("from the terminal")
                     assert await alice.receive_str() == "carol: from the terminal"
                     assert await bob.receive_str() == "carol: from the terminal"
                     assert await carol.finish() == 0, carol.output
-                assert await alice.receive_str() == "* carol left"
-                assert await bob.receive_str() == "* carol left"
+                for ws in (alice, bob):
+                    assert await ws.receive_str() == "* carol left"
+                    assert await ws.receive_str() == "* online: alice, guest-1"
 
                 # Ctrl-C: every client gets 1001, the server exits 0.
                 server.interrupt()
@@ -86,6 +92,60 @@ def test_chat_relays_announces_and_shuts_down_with_1001(unused_port: int) -> Non
                 await alice.close()
                 await bob.close()
             assert alice.close_code == bob.close_code == 1001
+
+    run(main())
+
+
+def test_names_the_member_list_and_renaming(unused_port: int) -> None:
+    """?name= is honoured (made unique, or a guest name when it is not a valid name); every join,
+    leave and rename sends the member list to everyone; "/name NEW" renames its sender."""
+    ws_url = f"ws://127.0.0.1:{unused_port}/ws"
+
+    async def main() -> None:
+        async with serving("chat", "--port", str(unused_port), ready="in a browser"):
+            alice = await connect(ws_url + "?name=alice")
+            second = await connect(ws_url + "?name=alice")
+            guest = await connect(ws_url + "?name=not%20a%20name")
+            try:
+                assert [await alice.receive_str() for _ in range(2)] == [
+                    "* you are alice (1 online)",
+                    "* online: alice",
+                ]
+                assert [await second.receive_str() for _ in range(2)] == [
+                    "* you are alice-2 (2 online)",
+                    "* online: alice, alice-2",
+                ]
+                assert await guest.receive_str() == "* you are guest-1 (3 online)"
+                for ws in (alice, second, guest):
+                    while (text := await ws.receive_str()) != "* online: alice, alice-2, guest-1":
+                        assert text in ("* alice-2 joined", "* guest-1 joined", "* online: alice, alice-2")
+
+                await second.send_str("/name bob")
+                assert await second.receive_str() == "* you are bob (3 online)"
+                for ws in (alice, guest):
+                    assert await ws.receive_str() == "* alice-2 is now bob"
+                for ws in (alice, second, guest):
+                    assert await ws.receive_str() == "* online: alice, bob, guest-1"
+                await second.send_str("now as bob")
+                assert await alice.receive_str() == "bob: now as bob"
+                assert await guest.receive_str() == "bob: now as bob"
+
+                # A taken name is made unique; an invalid one is refused, to the sender only.
+                await guest.send_str("/name bob")
+                assert await guest.receive_str() == "* you are bob-2 (3 online)"
+                assert await alice.receive_str() == "* guest-1 is now bob-2"
+                await guest.send_str("/name two words")
+                assert await guest.receive_str() == "* online: alice, bob, bob-2"
+                assert await guest.receive_str() == "* a name is 1 to 24 letters, digits, '_', '.' or '-'"
+
+                await guest.close()
+                for ws in (alice, second):
+                    while (text := await ws.receive_str()) != "* bob-2 left":
+                        assert text in ("* guest-1 is now bob-2", "* online: alice, bob, bob-2")
+                    assert await ws.receive_str() == "* online: alice, bob"
+            finally:
+                for ws in (alice, second, guest):
+                    await ws.close()
 
     run(main())
 
@@ -148,7 +208,10 @@ def test_a_client_that_stops_reading_does_not_stall_the_room(unused_port: int) -
                 try:
                     assert (await sender.receive_str()).startswith("* you are sender")
                     assert (await reader.receive_str()).startswith("* you are reader")
+                    assert await reader.receive_str() == "* online: stalled, sender, reader"
+                    assert await sender.receive_str() == "* online: stalled, sender"
                     assert await sender.receive_str() == "* reader joined"
+                    assert await sender.receive_str() == "* online: stalled, sender, reader"
                     for i in range(count):
                         # One message in flight at a time, so the reader itself is never behind.
                         text = f"{i:04d}" + "x" * (size - 4)
@@ -213,6 +276,7 @@ def test_the_demo_runs_with_python_alone(command: list[str], unused_port: int) -
             assert b"new WebSocket(" in body
             async with connect(f"ws://127.0.0.1:{unused_port}/ws") as ws:
                 assert await ws.receive_str() == "* you are guest-1 (1 online)"
+                assert await ws.receive_str() == "* online: guest-1"
                 proc.send_signal(signal.SIGINT)
                 interrupted = True
                 msg = await ws.receive()

@@ -4,7 +4,8 @@
 
 - `/` answers the page (`index.html`) through `process_request`: plain HTTP, no upgrade.
 - `/ws` is the WebSocket: each client gets a name (`?name=alice`, else `guest-N`), every text message
-  is relayed to the others as "name: text", joins and leaves are announced as "* ...".
+  is relayed to the others as "name: text", joins and leaves are announced as "* ...", followed by
+  the member list ("* online: alice, bob") sent to everyone. "/name bob" renames the sender.
 - Fan-out goes through `broadcast()`: the frame is encoded once, and a client whose write buffer is
   full is skipped rather than awaited, so one slow reader never stalls the room.
 - Ctrl-C (SIGINT) or SIGTERM stops the server cleanly: every client gets close code 1001.
@@ -25,6 +26,9 @@ from urllib.parse import parse_qs, urlsplit
 from wscore_asyncio import Request, Server, WebSocket, WSMsgType, broadcast, serve
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,24}")
+NAME_RULE = "a name is 1 to 24 letters, digits, '_', '.' or '-'"
+RENAME = "/name "
+"""A text message starting with this renames its sender instead of being relayed."""
 
 HTTPResponse = tuple[int, list[tuple[str, str]], bytes]
 
@@ -55,34 +59,60 @@ class ChatRoom:
             return 200, headers, self._page if request.method == "GET" else b""
         return 404, [], b"not found: the page is at / and the WebSocket at /ws\n"
 
+    def _unique(self, wanted: str, ws: WebSocket | None = None) -> str:
+        """`wanted` if it is free (or already `ws`'s), else `wanted-2`, `wanted-3`, ..."""
+        taken = {name for member, name in self.members.items() if member is not ws}
+        name, n = wanted, 2
+        while name in taken:
+            name, n = f"{wanted}-{n}", n + 1
+        return name
+
     def _name_for(self, request: Request | None) -> str:
         wanted = ""
         if request is not None:
             wanted = parse_qs(urlsplit(request.target).query).get("name", [""])[0]
         if not _NAME.fullmatch(wanted):
             wanted = f"guest-{next(self._guests)}"
-        taken = set(self.members.values())
-        name, n = wanted, 2
-        while name in taken:
-            name, n = f"{wanted}-{n}", n + 1
-        return name
+        return self._unique(wanted)
+
+    def _announce_members(self) -> None:
+        # Names cannot contain ", " (see _NAME), so the page splits this line safely.
+        broadcast(self.members, "* online: " + ", ".join(self.members.values()))
+
+    async def _rename(self, ws: WebSocket, wanted: str) -> None:
+        if not _NAME.fullmatch(wanted):
+            await ws.send_str(f"* {NAME_RULE}")
+            return
+        old, new = self.members[ws], self._unique(wanted, ws)
+        if new == old:
+            return
+        self.members[ws] = new
+        await ws.send_str(f"* you are {new} ({len(self.members)} online)")
+        broadcast([m for m in self.members if m is not ws], f"* {old} is now {new}")
+        self._announce_members()
 
     async def handler(self, ws: WebSocket) -> None:
-        """One client's life: welcome, announce, relay until it leaves."""
+        """One client's life: welcome, announce, relay (or rename) until it leaves."""
         name = self._name_for(ws.request)
         others = list(self.members)
         self.members[ws] = name
         try:
             await ws.send_str(f"* you are {name} ({len(self.members)} online)")
             broadcast(others, f"* {name} joined")
+            self._announce_members()
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
+                    if msg.data.startswith(RENAME):
+                        await self._rename(ws, msg.data[len(RENAME) :].strip())
+                        continue
+                    name = self.members[ws]
                     broadcast([m for m in self.members if m is not ws], f"{name}: {msg.data}")
                 elif msg.type is WSMsgType.BINARY:
                     await ws.send_str("* binary messages are not relayed")
         finally:
-            del self.members[ws]
+            name = self.members.pop(ws)
             broadcast(self.members, f"* {name} left")
+            self._announce_members()
 
 
 def _on_signal(loop: asyncio.AbstractEventLoop, sig: signal.Signals, callback: Callable[[], None]) -> bool:
