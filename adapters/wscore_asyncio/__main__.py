@@ -9,36 +9,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http
-import os
-import signal
-import socket
 import ssl
 import sys
-import threading
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
-from _wscore_kit.api import parse_url
-from wscore import ConnectionClosed, HandshakeError, WSMessage, WSMsgType, WSTimeoutError
+from wscore import __version__
 
-from ._client import connect
-from ._connection import WebSocket
+from ._cli import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    CommandError,
+    listen_error,
+    ssl_text,
+    until_signal,
+)
+from ._cli_connect import DEFAULT_WAIT, run_connect
 from ._server import Server, echo
 from .chat import server as chat
 
-__all__ = ["main"]
-
-PROG = "wscore"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class CommandError(Exception):
-    """A failure to report as one line (`wscore <command>: <message>`) with a non-zero exit."""
-
-    def __init__(self, message: str, status: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.status = status
+__all__ = ["build_parser", "main"]
 
 
 # -- argument parsing ------------------------------------------------------------------------------
@@ -71,17 +62,31 @@ def _seconds(text: str) -> float:
     return value
 
 
-CONNECT_HELP = """\
-Each line typed is sent as a text message; each message received is printed with its type
-("< text: ...", "< binary (N bytes): <hex>", "< ping: ...", "< pong: ...", "< close CODE[: REASON]").
-Pings from the server are answered automatically (and shown).
+def _seconds_or_zero(text: str) -> float:
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    return _seconds(text)
 
-Commands:
-  /ping [DATA]           send a ping (the pong is printed)
+
+CONNECT_HELP = """\
+Each line of standard input is sent as a text message; each message received is printed with its
+type ("< text: ...", "< binary (N bytes): <hex>", "< close CODE[: REASON]"), or with --json as one
+JSON object per line: {"type": "text", "data": "..."}, {"type": "binary", "data": "<base64>"},
+{"type": "close", "code": 1000, "reason": "..."} (and "ping"/"pong" with base64 data, --verbose).
+Pings are answered automatically; pings and pongs are printed only with --verbose, except the pong
+of a /ping.
+
+Typed at a terminal, Ctrl-D closes at once. Piped or redirected (stdin is not a terminal), every
+line is sent, then the client waits for the replies: until the server closes, or until --wait
+seconds (default: 1) pass without a message, when it closes with 1000.
+    printf 'a\\nb\\n' | wscore connect ws://127.0.0.1:9001/
+
+Commands (in either mode):
+  /ping [DATA]           send a ping (its pong is printed)
   /binary TEXT           send TEXT (UTF-8) as a binary message
   /close [CODE [REASON]] close with CODE (default 1000) and REASON, then exit
   //text                 send "/text" as a text message
-  Ctrl-D                 close with 1000 and exit; Ctrl-C closes with 1001
+  Ctrl-D                 end of input (see above); Ctrl-C closes with 1001
 
 Exit status: 0 after a clean close (ours, or the server's with 1000/1001); 1 if the connection failed,
 dropped, or the server closed with another code; 2 for bad arguments; 130 after Ctrl-C.
@@ -95,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="wscore: WebSocket tools on the wscore_asyncio adapter (a chat demo, an echo "
         "server, an interactive client).",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     chat = commands.add_parser(
@@ -121,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     client = commands.add_parser(
         "connect",
-        help="an interactive client",
-        description="Connect to a ws:// or wss:// URL and chat with it from the terminal.",
+        help="a client, interactive or piped",
+        description="Connect to a ws:// or wss:// URL and chat with it from the terminal or a script.",
         epilog=CONNECT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -149,7 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="ping after S idle seconds; drop the connection if no pong comes within S/2",
     )
     client.add_argument("--compress", action="store_true", help="offer permessage-deflate")
-    client.add_argument("--cafile", metavar="PEM", help="trust the CA certificates in PEM (wss://)")
+    trust = client.add_mutually_exclusive_group()
+    trust.add_argument("--cafile", metavar="PEM", help="trust the CA certificates in PEM (wss://)")
+    trust.add_argument(
+        "--insecure",
+        action="store_true",
+        help="wss:// without verifying the certificate or the host name (self-signed test servers)",
+    )
+    client.add_argument(
+        "--wait",
+        metavar="S",
+        type=_seconds_or_zero,
+        default=DEFAULT_WAIT,
+        help="piped input: close after S seconds without a message once all is sent (default: %(default)g)",
+    )
+    client.add_argument(
+        "--json", action="store_true", help="print each message received as one JSON object per line"
+    )
+    client.add_argument("-v", "--verbose", action="store_true", help="also print pings and pongs")
     client.add_argument(
         "--open-timeout",
         metavar="S",
@@ -160,29 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# -- running until Ctrl-C --------------------------------------------------------------------------
-
-
-async def _until_signal(start: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run `start(stop)`, with SIGINT/SIGTERM setting `stop` instead of raising KeyboardInterrupt."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: KeyboardInterrupt
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
-    try:
-        await start(stop)
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-
-
-def _listen_error(host: str, port: int, exc: OSError) -> CommandError:
-    return CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-
-
 # -- wscore chat -----------------------------------------------------------------------------------
 
 
@@ -190,7 +190,7 @@ def _chat(args: argparse.Namespace) -> int:
     try:
         asyncio.run(chat.run(args.host, args.port))  # it handles SIGINT/SIGTERM itself
     except OSError as exc:
-        raise _listen_error(args.host, args.port, exc) from None
+        raise listen_error(args.host, args.port, exc) from None
     return EXIT_OK
 
 
@@ -206,7 +206,7 @@ def _server_tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise CommandError(f"cannot load the TLS certificate/key: {_ssl_text(exc)}") from None
+        raise CommandError(f"cannot load the TLS certificate/key: {ssl_text(exc)}") from None
     return context
 
 
@@ -228,243 +228,11 @@ def _echo(args: argparse.Namespace) -> int:
             await task
 
     try:
-        asyncio.run(_until_signal(serve))
+        asyncio.run(until_signal(serve))
     except OSError as exc:
-        raise _listen_error(args.host, args.port, exc) from None
+        raise listen_error(args.host, args.port, exc) from None
     print("echo server stopped", flush=True)
     return EXIT_OK
-
-
-# -- wscore connect --------------------------------------------------------------------------------
-
-
-def _ssl_text(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
-        return f"certificate verify failed: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason).replace("_", " ").lower()
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}{f': {exc.filename}' if exc.filename else ''}"
-    return str(exc)
-
-
-def _show(data: bytes) -> str:
-    return data.decode("utf-8", "backslashreplace")
-
-
-def _print_message(msg: WSMessage) -> None:
-    kind = msg.type
-    if kind is WSMsgType.TEXT:
-        line = f"< text: {msg.data}"
-    elif kind is WSMsgType.BINARY:
-        line = f"< binary ({len(msg.data)} bytes): {bytes(msg.data).hex()}"
-    elif kind is WSMsgType.PING:
-        line = f"< ping: {_show(msg.data)}"
-    elif kind is WSMsgType.PONG:
-        line = f"< pong: {_show(msg.data)}"
-    elif kind is WSMsgType.CLOSE:
-        line = f"< close {msg.data}: {msg.extra}" if msg.extra else f"< close {msg.data}"
-    else:
-        return
-    print(line, flush=True)
-
-
-def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
-    """Read stdin in a daemon thread (portable across ttys, pipes and files; it never blocks exit)."""
-
-    def read() -> None:
-        while True:
-            line = sys.stdin.readline()
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, line or None)
-            except RuntimeError:  # the loop is gone: we are exiting
-                return
-            if not line:
-                return
-
-    threading.Thread(target=read, name="wscore-stdin", daemon=True).start()
-
-
-def _parse_close(rest: str) -> tuple[int, str]:
-    code_text, _, reason = rest.strip().partition(" ")
-    if not code_text:
-        return 1000, ""
-    try:
-        code = int(code_text)
-    except ValueError:
-        raise ValueError(f"{code_text!r} is not a close code") from None
-    return code, reason.strip()
-
-
-async def _typed(ws: WebSocket, line: str) -> tuple[int, str] | None:
-    """Act on one typed line; `(code, reason)` when it asks to close."""
-    if line.startswith("//") or not line.startswith("/"):
-        await ws.send_str(line[1:] if line.startswith("//") else line)
-        return None
-    command, _, rest = line.partition(" ")
-    try:
-        if command == "/ping":
-            await ws.ping(rest.encode("utf-8"))
-        elif command == "/binary":
-            await ws.send_bytes(rest.encode("utf-8"))
-        elif command == "/close":
-            return _parse_close(rest)
-        else:
-            print(f"unknown command {command!r}: /ping, /binary, /close, //text", file=sys.stderr, flush=True)
-    except ValueError as exc:  # a ping over 125 bytes, a close code that is not a number
-        print(f"cannot do that: {exc}", file=sys.stderr, flush=True)
-    return None
-
-
-async def _session(ws: WebSocket, stop: asyncio.Event) -> int:
-    """Relay stdin to `ws` and `ws` to stdout until either side closes; the exit status.
-
-    Three tasks: one receives and prints, one reads typed lines, one waits for Ctrl-C. Only this
-    function calls `close()`, so no close handshake is ever cancelled halfway.
-    """
-    loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-    _stdin_lines(loop, lines)
-
-    async def receiving() -> None:
-        while True:
-            msg = await ws.receive()
-            if msg.type is WSMsgType.PING:
-                with contextlib.suppress(ConnectionClosed):
-                    await ws.pong(msg.data)
-            elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                return
-            _print_message(msg)
-
-    async def typing() -> tuple[int, str] | None:
-        try:
-            while True:
-                line = await lines.get()
-                if line is None:  # Ctrl-D
-                    return 1000, ""
-                close = await _typed(ws, line.rstrip("\r\n"))
-                if close is not None:
-                    return close
-        except ConnectionClosed:
-            return None  # the server closed while we were sending: `receiving` reports it
-
-    async def interrupted() -> tuple[int, str]:
-        await stop.wait()
-        return 1001, "client interrupted"
-
-    receiver = asyncio.create_task(receiving())
-    closers = [asyncio.create_task(typing()), asyncio.create_task(interrupted())]
-    we_closed = False
-    try:
-        done, _ = await asyncio.wait([receiver, *closers], return_when=asyncio.FIRST_COMPLETED)
-        for task in closers:
-            request = task.result() if task in done else None
-            # ws.closed: the server's close came first (Ctrl-D typed right after it is no close of ours).
-            if request is not None and not we_closed and not ws.closed:
-                we_closed = True
-                try:
-                    await ws.close(code=request[0], message=request[1].encode("utf-8"))
-                except ValueError as exc:  # an invalid close code: close with 1000 instead
-                    print(f"cannot close with {request[0]}: {exc}", file=sys.stderr, flush=True)
-                    await ws.close(code=1000)
-        await receiver  # ends once the connection is closed
-    finally:
-        for task in [receiver, *closers]:
-            task.cancel()
-        await asyncio.gather(receiver, *closers, return_exceptions=True)
-    code, error = ws.close_code, ws.exception()
-    if error is not None and not we_closed:
-        print(f"connection lost: {error} (code {code})", file=sys.stderr, flush=True)
-        return EXIT_FAILED
-    reason = f" {ws.close_reason}" if ws.close_reason else ""
-    print(f"closed: code {code}{reason}", file=sys.stderr, flush=True)
-    if stop.is_set():
-        return EXIT_INTERRUPTED
-    return EXIT_OK if we_closed or code in (1000, 1001) else EXIT_FAILED
-
-
-def _client_tls(cafile: str | None) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if cafile is not None:
-        try:
-            context.load_verify_locations(cafile)
-        except (OSError, ssl.SSLError) as exc:
-            raise CommandError(f"cannot load --cafile: {_ssl_text(exc)}", EXIT_USAGE) from None
-    return context
-
-
-async def _open_and_run(args: argparse.Namespace, stop: asyncio.Event) -> int:
-    url = parse_url(args.url)
-    where = f"{url.host}:{url.port}"
-    options: dict[str, Any] = {
-        "protocols": args.subprotocol,
-        "headers": args.header,
-        "heartbeat": args.heartbeat,
-        "autoping": False,  # pings and pongs are shown; _session answers pings
-        "compress": 15 if args.compress else 0,
-        "open_timeout": args.open_timeout,
-    }
-    if url.secure:
-        options["ssl"] = _client_tls(args.cafile)
-    opening = asyncio.ensure_future(connect(args.url, **options))
-    stopped = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({opening, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if not opening.done():
-        opening.cancel()
-        with contextlib.suppress(BaseException):
-            await opening
-        raise CommandError("interrupted while connecting", EXIT_INTERRUPTED)
-    try:
-        ws = opening.result()
-    except HandshakeError as exc:
-        raise CommandError(_refusal(exc)) from None
-    except ssl.SSLError as exc:  # before ValueError: SSLCertVerificationError is both
-        raise CommandError(f"TLS handshake with {where} failed: {_ssl_text(exc)}") from None
-    except ValueError as exc:  # e.g. a header value h11 will not send
-        raise CommandError(str(exc), EXIT_USAGE) from None
-    except socket.gaierror as exc:
-        raise CommandError(f"cannot resolve {url.host!r}: {exc.strerror or exc}") from None
-    except (WSTimeoutError, TimeoutError) as exc:
-        raise CommandError(f"timed out connecting to {where}: {exc}") from None
-    except OSError as exc:
-        why = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise CommandError(f"cannot connect to {where}: {why}") from None
-    extras = [f"subprotocol {ws.protocol}"] if ws.protocol else []
-    if ws.core.deflate is not None:
-        extras.append("permessage-deflate")
-    details = f" ({', '.join(extras)})" if extras else ""
-    print(f"connected to {args.url}{details}; type messages, Ctrl-D to close", file=sys.stderr, flush=True)
-    return await _session(ws, stop)
-
-
-def _refusal(exc: HandshakeError) -> str:
-    if exc.status is None or exc.status == 101:
-        return f"handshake failed: {exc.reason}"
-    try:
-        phrase = http.HTTPStatus(exc.status).phrase
-    except ValueError:
-        phrase = ""
-    body = exc.body.decode("utf-8", "replace").strip().splitlines()
-    tail = f": {body[0][:200]}" if body else ""
-    return f"server refused the WebSocket upgrade: HTTP {exc.status} {phrase}".rstrip() + tail
-
-
-def _connect(args: argparse.Namespace) -> int:
-    try:
-        parse_url(args.url)
-    except ValueError as exc:
-        raise CommandError(str(exc), EXIT_USAGE) from None
-    status = EXIT_OK
-
-    async def run(stop: asyncio.Event) -> None:
-        nonlocal status
-        status = await _open_and_run(args, stop)
-
-    asyncio.run(_until_signal(run))
-    return status
 
 
 # -- entry point -----------------------------------------------------------------------------------
@@ -472,7 +240,7 @@ def _connect(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "chat": _chat,
     "echo": _echo,
-    "connect": _connect,
+    "connect": run_connect,
 }
 
 
