@@ -13,7 +13,7 @@ import ssl
 import sys
 from collections.abc import Callable, Sequence
 
-from wscore import __version__
+import wscore
 
 from ._cli import (
     EXIT_INTERRUPTED,
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="wscore: WebSocket tools on the wscore_asyncio adapter (a chat demo, an echo "
         "server, an interactive client).",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {wscore.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     chat = commands.add_parser(
