@@ -134,7 +134,9 @@ class Answer:
 
     - `status`: an HTTP response with this status code (one response, parsed by h11), then the close;
       with `body=False` it has no body (the answer to HEAD); `header`: a header it must carry;
-    - `close`: the upgrade is accepted (101), then a close frame with this code and the TCP close;
+    - `close`: the upgrade is accepted (101), then the `echoed` texts, a close frame with this code and
+      the TCP close;
+    - `gone`: nothing can be answered (the client reset the connection): the server goes on, silent;
     - `dropped`: the connection is closed without an answer (a TLS alert at most) within `within`
       seconds of connecting (plus the scheduling allowance);
     - `aborted`: the upgrade is accepted, then the connection is dropped without a close frame, and
@@ -146,6 +148,8 @@ class Answer:
     body: bool = True
     header: tuple[str, str] | None = None
     close: int | None = None
+    echoed: tuple[str, ...] = ()
+    gone: bool = False
     dropped: bool = False
     aborted: bool = False
     within: float | None = None
@@ -160,6 +164,8 @@ class Answer:
             return f"101, then close {self.close}"
         if self.aborted:
             return "101, then dropped (1006)"
+        if self.gone:
+            return "nothing (the client is gone), nothing logged"
         return f"dropped within {self.within} s"
 
 
@@ -176,7 +182,8 @@ class Case:
     """One hostile client: `kind` says when it misbehaves.
 
     - "http": `send` is the whole conversation, in chunks `pace` seconds apart (a slowloris client
-      dribbles), or `endless` header lines after `send` until the server gives up;
+      dribbles), or `endless` header lines after `send` until the server gives up; with `reset=True`
+      the client resets the connection right after sending;
     - "ws": a valid upgrade first (from the raw socket), then `send`;
     - "tls": `send` to the server's TLS port, raw (`send` may be a ClientHello); with `tls=True` the
       TLS handshake is completed first and `send` goes through it;
@@ -191,6 +198,7 @@ class Case:
     answer: Answer
     pace: float = 0.0
     endless: bool = False
+    reset: bool = False
     tls: bool = False
     server: str = "main"
     rfc: str = ""
@@ -232,6 +240,16 @@ CASES: list[Case] = [
     Case("absolute_form", "request target", "http",
          (request(target="http://127.0.0.1/chat") + close_code(1000),), ws_close(1000),
          rfc="RFC 9112 §3.2.2: a server MUST accept the absolute-form"),
+    Case("frames_before_101", "early frames", "http",
+         (request() + frame(0x81, b"early") + close_code(1000),), ws_close(1000),
+         rfc="frames sent with the request are kept for after the 101; autoclose answers the close at"
+             " once, so the echo of a message that came with it is not sent (RFC 6455 §5.5.1)"),
+    Case("bad_frame_before_101", "early frames", "http", (request() + frame(0x83, b"x"),), ws_close(1002),
+         rfc="RFC 6455 §5.2, checked once the 101 is out"),
+    Case("reset_after_request", "resets", "http", (request(),), Answer(gone=True), reset=True,
+         rfc="a lost connection is the client's, not an error"),
+    Case("reset_after_bad_request", "resets", "http", (request(method="POST"),), Answer(gone=True),
+         reset=True, rfc="a lost connection is the client's, not an error"),
     Case("asterisk_target", "request target", "http", (request(target="*"),), REFUSED, rfc="RFC 9112 §3.2"),
     Case("relative_target", "request target", "http", (request(target="chat"),), REFUSED,
          rfc="RFC 9112 §3.2"),
@@ -305,6 +323,8 @@ CASES: list[Case] = [
          Answer(dropped=True, within=OPEN_TIMEOUT), server="tls", rfc="RFC 8446 §4.1.2 (a bad ClientHello)"),
     Case("tls_connect_then_silence", "TLS garbage and TLS never finished", "tls", (),
          Answer(dropped=True, within=OPEN_TIMEOUT), server="tls", rfc="open_timeout bounds TLS too"),
+    Case("tls_hello_then_reset", "TLS garbage and TLS never finished", "tls", (client_hello(),),
+         Answer(gone=True), reset=True, server="tls", rfc="a lost connection is the client's"),
     Case("tls_hello_then_silence", "TLS garbage and TLS never finished", "tls", (client_hello(),),
          Answer(dropped=True, within=OPEN_TIMEOUT), server="tls", rfc="open_timeout bounds TLS too"),
     Case("tls_then_bad_version", "TLS garbage and TLS never finished", "tls",

@@ -12,7 +12,9 @@ adapter survived goes to the stress figures table.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -176,11 +178,19 @@ def parse_http(answer: bytes, method: str) -> tuple[h11.Response | h11.Informati
     return head, bytes(body), b""
 
 
-def server_close_code(frames: bytes) -> int:
-    """The code in `frames` when they are one close frame from the server: FIN, opcode 8, unmasked
-    (RFC 6455 §5.1), a code and a reason of at most 125 bytes."""
-    assert len(frames) >= 4 and frames[0] == 0x88 and frames[1] == len(frames) - 2, frames[:40]
-    return int.from_bytes(frames[2:4], "big")
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """`data` as whole frames from the server, `(opcode, payload)`: FIN set and unmasked (RFC 6455
+    §5.1), lengths in the 7- or 16-bit form (nothing larger is expected here)."""
+    frames = []
+    while data:
+        assert len(data) >= 2 and data[0] & 0xF0 == 0x80 and data[1] < 127, f"not a frame: {data[:40]!r}"
+        n, start = data[1], 2
+        if n == 126:
+            n, start = int.from_bytes(data[2:4], "big"), 4
+        assert len(data) >= start + n, "a truncated frame"
+        frames.append((data[0] & 0x0F, data[start : start + n]))
+        data = data[start + n :]
+    return frames
 
 
 def check_http_answer(case: Case, answer: bytes, how: str) -> None:
@@ -192,7 +202,10 @@ def check_http_answer(case: Case, answer: bytes, how: str) -> None:
     head, body, after = parse_http(answer, method)
     if expected.close is not None:
         assert head.status_code == 101, (head, body)
-        assert server_close_code(after) == expected.close
+        frames = server_frames(after)
+        assert frames and frames[-1][0] == 0x8, frames  # the close comes last
+        assert int.from_bytes(frames[-1][1][:2], "big") == expected.close, frames
+        assert [p.decode() for _, p in frames[:-1]] == list(expected.echoed), frames
         return
     assert head.status_code == expected.status, (head, body)
     headers = [(k.decode().lower(), v.decode()) for k, v in head.headers]
@@ -257,6 +270,14 @@ async def run_raw(case: Case, port: int, tls_client: ssl.SSLContext) -> None:
                     return
                 sent += len(ENDLESS_BLOCK)
 
+        if case.reset:
+            # Sent, then gone with a reset (SO_LINGER 0): the server's answer meets a dead socket.
+            await send_all()
+            tcp.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            await tcp.aclose()
+            return
         async with anyio.create_task_group() as group:
             group.start_soon(send_all)
             answer, how = await read_until_closed_any(stream)
