@@ -63,9 +63,13 @@ def _seconds(text: str) -> float:
 
 
 def _seconds_or_zero(text: str) -> float:
-    if text.strip() in ("0", "0.0"):
-        return 0.0
-    return _seconds(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} must be 0 seconds or more")
+    return value
 
 
 CONNECT_HELP = """\
