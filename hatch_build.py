@@ -21,7 +21,7 @@ def build_speedups(root: str, out_dir: str) -> str:
     from setuptools import Distribution, Extension
 
     ext = Extension("wscore._speedups", [os.path.join("wscore", "_speedups.c")], optional=False)
-    dist = Distribution({"name": "wscore", "ext_modules": [ext], "script_name": "hatch_build.py"})
+    dist = Distribution({"name": "wscore-ws", "ext_modules": [ext], "script_name": "hatch_build.py"})
     dist.src_root = root
     cmd: Any = dist.get_command_obj("build_ext")
     cmd.build_lib = out_dir

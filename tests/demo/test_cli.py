@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.metadata
 import json
 import os
 import pty
@@ -64,6 +65,11 @@ def test_help_describes_each_command(command: tuple[str, ...], expected: list[st
 
 
 def test_console_script_is_installed() -> None:
+    # The distribution is `wscore-ws` (the index's `wscore` is another project); the script is `wscore`.
+    dist = importlib.metadata.distribution("wscore-ws")
+    assert dist.version == __version__
+    scripts = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
+    assert scripts == {"wscore": "wscore_asyncio.__main__:main"}
     script = Path(sys.executable).with_name("wscore")
     assert script.exists(), "pip install -e . creates the `wscore` console script next to python"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=False)
