@@ -9,7 +9,14 @@ pump, timer and back-pressure as every adapter's, from the shared kit) with the 
 messages on top (and the `websocket.http.response` denial extension), and uvicorn's settings:
 `ws_max_size` (close 1009), `ws_max_queue` (reading pauses while that many messages wait for the app,
 and resumes at a quarter of it), `ws_ping_interval`/`ws_ping_timeout` (the core's heartbeat),
-`ws_per_message_deflate`, `root_path` and the server's default headers (Server, Date).
+`ws_per_message_deflate`, `root_path` and the server's default headers (Server, Date), and
+`h11_max_incomplete_event_size` (the bound on the request head).
+
+uvicorn has no setting for the close timeout: its own protocols hard-code 10 s
+(`self.close_timeout = 10.0` in `websockets_sansio_impl.py` and `wsproto_impl.py`; `websockets_impl.py`
+takes the websockets library's default, also 10 s). Here it is the class attribute `close_timeout`
+(same name, same 10 s), which a subclass changes: `class P(WSCoreProtocol): close_timeout = 3.0`, then
+`--ws mymodule:P`.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import unquote
 
 from uvicorn.config import Config
+from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.protocols.utils import (
     ClientDisconnected,
     get_client_addr,
@@ -43,7 +52,7 @@ from wscore import (
     WSTimeoutError,
 )
 from wscore.frames import OP_CLOSE, build_close_payload, encode_frame
-from wscore.handshake import check_request
+from wscore.handshake import Request, check_request
 
 from ._connection import WebSocket
 
@@ -53,7 +62,13 @@ Message = dict[str, Any]
 
 # uvicorn's built-in protocols offer these deflate parameters: smaller windows, less memory per socket.
 _DEFLATE = DeflateOptions(server_max_window_bits=12, client_max_window_bits=12, mem_level=5)
-_CLOSE_TIMEOUT = 10.0  # uvicorn's own protocols wait this long for the peer's close frame
+# h11's DEFAULT_MAX_INCOMPLETE_EVENT_SIZE: what uvicorn's h11 HTTP protocol allows a request head when
+# `h11_max_incomplete_event_size` is None (uvicorn/protocols/http/h11_impl.py, `h11.Connection(...)`).
+_H11_DEFAULT_HEAD = 16 * 1024
+# websockets' MAX_LINE_LENGTH (websockets/http11.py): the longest request or header line, CRLF
+# included, that uvicorn's websockets-sansio protocol parses; longer is 414 (request line) or 431
+# (header line) there (websockets/server.py, ServerProtocol.parse).
+_MAX_LINE = 8192
 _OPEN = State.OPEN
 _CLOSED = State.CLOSED
 _KEEPALIVE_CLOSE = encode_frame(OP_CLOSE, build_close_payload(1011, "keepalive ping timeout"))
@@ -65,6 +80,9 @@ class WSCoreProtocol(WebSocket, asyncio.Protocol):
     An `asyncio.Protocol` for uvicorn's type, and a `BufferedProtocol` (the connection class's fast
     path) for the transport, which prefers that once uvicorn hands it over.
     """
+
+    close_timeout: float | None = 10.0
+    """Seconds to wait for the peer's close frame after ours; uvicorn's protocols: a fixed 10 s."""
 
     def __init__(
         self,
@@ -89,8 +107,11 @@ class WSCoreProtocol(WebSocket, asyncio.Protocol):
                 heartbeat=interval,
                 # uvicorn's "no pong timeout" has no equivalent in the core: the interval bounds it.
                 pong_timeout=(config.ws_ping_timeout or interval) if interval else None,
-                close_timeout=_CLOSE_TIMEOUT,
+                close_timeout=self.close_timeout,
                 open_timeout=None,  # the app decides how long the handshake takes, as in uvicorn
+                # The head uvicorn's h11 HTTP protocol let through is within this already; the same
+                # bound here, for a head that came through httptools (which sets none).
+                max_handshake_size=max(1024, config.h11_max_incomplete_event_size or _H11_DEFAULT_HEAD),
                 max_message_size=config.ws_max_size or None,
                 compress=_DEFLATE if config.ws_per_message_deflate else None,
             )
@@ -117,11 +138,13 @@ class WSCoreProtocol(WebSocket, asyncio.Protocol):
             "client": get_remote_addr(cast(asyncio.Transport, transport)),
             "scheme": "wss" if is_ssl(cast(asyncio.Transport, transport)) else "ws",
         }
+        self._trace("%sWebSocket connection made")
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The TCP connection is gone: the app's next receive is the disconnect."""
         super().connection_lost(exc)
         self.handshake_complete = True
+        self._trace("%sWebSocket connection lost")
 
     def _deliver(self, events: list[WSMessage]) -> None:
         conn = self._conn
@@ -130,6 +153,7 @@ class WSCoreProtocol(WebSocket, asyncio.Protocol):
                 if event.type is WSMsgType.ERROR and isinstance(event.data, WSTimeoutError):
                     # A missed pong: the core drops the peer without a close frame; tell the peer why,
                     # as uvicorn's protocols do, in case it is only slow.
+                    self._trace("%sWebSocket keepalive ping timeout")
                     self._write(_KEEPALIVE_CLOSE)
         super()._deliver(events)
 
@@ -164,6 +188,7 @@ class WSCoreProtocol(WebSocket, asyncio.Protocol):
         assert request is not None
         try:
             check_request(request)
+            _check_line_lengths(request)
         except HandshakeError as exc:
             self.logger.info('%s - "WebSocket %s" %d', self._client_addr(), request.target, exc.status)
             self.conn.respond(exc.status or 400, exc.headers, exc.reason.encode("utf-8"))
@@ -171,24 +196,26 @@ class WSCoreProtocol(WebSocket, asyncio.Protocol):
             self._pump()
             return
         raw_path, _, query = request.target.partition("?")
-        self.scope.update(
-            {
-                "type": "websocket",
-                "asgi": {"version": self.config.asgi_version, "spec_version": "2.4"},
-                "http_version": "1.1",
-                "root_path": self.root_path,
-                "path": self.root_path + unquote(raw_path),
-                "raw_path": self.root_path.encode("ascii") + raw_path.encode("latin-1"),
-                "query_string": query.encode("latin-1"),
-                "headers": [
-                    (name.lower().encode("latin-1"), value.encode("latin-1"))
-                    for name, value in request.headers
-                ],
-                "subprotocols": request.subprotocols,
-                "state": self.app_state.copy(),
-                "extensions": {"websocket.http.response": {}},
-            }
-        )
+        addresses = self.scope
+        # Keys in the order of uvicorn's protocols: its TRACE log of the scope reads the same.
+        self.scope = {
+            "type": "websocket",
+            "asgi": {"version": self.config.asgi_version, "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": addresses["scheme"],
+            "server": addresses["server"],
+            "client": addresses["client"],
+            "root_path": self.root_path,
+            "path": self.root_path + unquote(raw_path),
+            "raw_path": self.root_path.encode("ascii") + raw_path.encode("latin-1"),
+            "query_string": query.encode("latin-1"),
+            "headers": [
+                (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in request.headers
+            ],
+            "subprotocols": request.subprotocols,
+            "state": self.app_state.copy(),
+            "extensions": {"websocket.http.response": {}},
+        }
         task = self._loop.create_task(self.run_asgi())
         task.add_done_callback(self.on_task_complete)
         self.tasks.add(task)
@@ -367,8 +394,38 @@ class WSCoreProtocol(WebSocket, asyncio.Protocol):
 
     # -- logging helpers -----------------------------------------------------------------------
 
+    def _trace(self, message: str) -> None:
+        # uvicorn's protocols log their connection's life at TRACE on "uvicorn.error", the same format
+        # with the peer's address as its argument (websockets_sansio_impl.py: connection_made,
+        # connection_lost, keepalive_timeout; websockets_impl.py checks isEnabledFor the same way).
+        logger = self.logger
+        if logger.isEnabledFor(TRACE_LOG_LEVEL):
+            client = self.scope.get("client")
+            logger.log(TRACE_LOG_LEVEL, message, f"{client[0]}:{client[1]} - " if client else "")
+
     def _client_addr(self) -> str:
         return get_client_addr(cast(Any, self.scope))
 
     def _path(self) -> str:
         return get_path_with_query_string(cast(Any, self.scope)) if "path" in self.scope else ""
+
+
+def _check_line_lengths(request: Request) -> None:
+    """Refuse a line uvicorn's websockets-sansio protocol would not parse: 414 or 431, as it does.
+
+    uvicorn's HTTP protocol rebuilds the head as `METHOD target HTTP/1.1` and `name: value` lines;
+    websockets reads each with a limit of `_MAX_LINE` bytes, CRLF included (websockets/streams.py).
+    """
+    request_line = len(request.method) + len(request.target) + len(" HTTP/1.1\r\n") + 1
+    if request_line > _MAX_LINE:
+        raise HandshakeError(
+            f"request line of {request_line} bytes, over {_MAX_LINE}",
+            status=HTTPStatus.REQUEST_URI_TOO_LONG.value,
+        )
+    for name, value in request.headers:
+        line = len(name) + len(value) + len(": \r\n")
+        if line > _MAX_LINE:
+            raise HandshakeError(
+                f"header line {name!r} of {line} bytes, over {_MAX_LINE}",
+                status=HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE.value,
+            )

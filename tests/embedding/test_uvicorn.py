@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, cast
 
 import pytest
 import uvicorn
@@ -22,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from uvicorn.logging import TRACE_LOG_LEVEL
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -48,16 +50,9 @@ async def serving(app: Any, **options: Any) -> AsyncIterator[tuple[str, _Server]
     """Run uvicorn with WSCoreProtocol on a free port for the duration of the block."""
     port = free_port()
     options.setdefault("ws_ping_interval", None)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        ws="wscore_asyncio.uvicorn:WSCoreProtocol",  # as `uvicorn --ws` takes it
-        http="h11",
-        lifespan="off",
-        log_level="warning",
-        **options,
-    )
+    options.setdefault("ws", "wscore_asyncio.uvicorn:WSCoreProtocol")  # as `uvicorn --ws` takes it
+    options.setdefault("log_level", "warning")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, http="h11", lifespan="off", **options)
     server = _Server(config)
     task = asyncio.create_task(server.serve())
     ready = asyncio.create_task(server.ready.wait())
@@ -164,6 +159,10 @@ def make_app(rec: Recorder) -> Starlette:
         await ws.accept()
         await ws.send_text("bye")
 
+    async def bye(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.close(1000)
+
     return Starlette(
         routes=[
             WebSocketRoute("/echo", echo),
@@ -173,6 +172,7 @@ def make_app(rec: Recorder) -> Starlette:
             WebSocketRoute("/fail", fail),
             WebSocketRoute("/fail-after-accept", fail_after_accept),
             WebSocketRoute("/returns", returns),
+            WebSocketRoute("/bye", bye),
         ]
     )
 
@@ -566,5 +566,193 @@ def test_keepalive_keeps_an_answering_peer(run: Runner) -> None:
             assert len(timer_calls) >= 4
             await ws.send("still here")
             assert await ws.recv() == "still here"
+
+    run(main)
+
+
+# -- what uvicorn's own protocols do -----------------------------------------------------------
+# Each test below runs the same client against WSCoreProtocol and against uvicorn's websockets-sansio
+# protocol (the reference: uvicorn/protocols/websockets/websockets_sansio_impl.py) and asserts the
+# same outcome.
+
+OURS = "wscore_asyncio.uvicorn:WSCoreProtocol"
+SANSIO = "websockets-sansio"
+UVICORN_LOGGERS = ("uvicorn.error", "uvicorn.asgi")
+TRACED: dict[str, Any] = {"log_level": "trace", "log_config": None}
+
+
+class _Records(logging.Handler):
+    """Keeps every record it handles."""
+
+    def __init__(self) -> None:
+        super().__init__(TRACE_LOG_LEVEL)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def trace_records() -> Iterator[list[logging.LogRecord]]:
+    """uvicorn's TRACE records, for a server run with `TRACED` options. uvicorn's default log config
+    stops propagation at "uvicorn" and replaces its loggers' handlers, so the server runs without it
+    (`log_config=None`) and a handler goes on the loggers themselves (caplog's handler changes with
+    the test phase); `log_level="trace"` changes their levels, restored afterwards."""
+    handler = _Records()
+    loggers = [logging.getLogger(name) for name in UVICORN_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+def _normalized(records: list[logging.LogRecord], client: str) -> dict[str, list[object]]:
+    """Each logger's TRACE records, the addresses (new ports each run) replaced by placeholders."""
+    result: dict[str, list[object]] = {name: [] for name in UVICORN_LOGGERS}
+    for record in records:
+        if record.levelno != TRACE_LOG_LEVEL or record.name not in result:
+            continue
+        # The scope's keys in their order (the log shows them so), its addresses as placeholders.
+        args = tuple(
+            {k: k.upper() if k in ("client", "server") else v for k, v in arg.items()}
+            if isinstance(arg, dict)
+            else arg
+            for arg in (record.args if isinstance(record.args, tuple) else ())
+        )
+        result[record.name].append((str(record.msg), repr(args).replace(client, "CLIENT")))
+    return result
+
+
+def test_trace_logging_as_uvicorn_protocols(run: Runner, trace_records: list[logging.LogRecord]) -> None:
+    async def session(ws_protocol: str) -> dict[str, list[object]]:
+        trace_records.clear()
+        rec = Recorder()
+        async with serving(make_app(rec), ws=ws_protocol, **TRACED) as (url, _):
+            async with connect(url + "/echo") as ws:
+                host, port = ws.local_address[:2]
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+            await rec.disconnected.wait()
+        # uvicorn's shutdown waits for its connections: connection_lost has run by now.
+        return _normalized(trace_records, f"{host}:{port}")
+
+    async def main() -> None:
+        ours = await session(OURS)
+        assert ours == await session(SANSIO)
+        assert ("%sWebSocket connection made", "('CLIENT - ',)") in ours["uvicorn.error"]
+        assert ("%sWebSocket connection lost", "('CLIENT - ',)") in ours["uvicorn.error"]
+        # uvicorn's MessageLoggerMiddleware (installed by Config.load at TRACE) wraps our app too.
+        asgi = [args for msg, args in cast("list[tuple[str, str]]", ours["uvicorn.asgi"])]
+        assert any("'websocket.connect'" in args for args in asgi)
+        assert any("'websocket.disconnect'" in args for args in asgi)
+
+    run(main)
+
+
+def test_trace_keepalive_timeout_as_uvicorn_protocols(
+    run: Runner, trace_records: list[logging.LogRecord]
+) -> None:
+    async def session(ws_protocol: str) -> list[object]:
+        trace_records.clear()
+        rec = Recorder()
+        options = {"ws": ws_protocol, "ws_ping_interval": 0.2, "ws_ping_timeout": 0.2, **TRACED}
+        async with serving(make_app(rec), **options) as (url, _):
+            reader, writer, head = await raw_handshake(int(url.rsplit(":", 1)[1]), "/hold")
+            assert head.startswith(b"HTTP/1.1 101 ")
+            host, port = writer.get_extra_info("sockname")[:2]
+            await reader.read()  # pings never answered: the server drops this peer
+            writer.close()
+            await rec.disconnected.wait()
+        return _normalized(trace_records, f"{host}:{port}")["uvicorn.error"]
+
+    async def main() -> None:
+        ours = await session(OURS)
+        assert ours == await session(SANSIO)
+        assert ("%sWebSocket keepalive ping timeout", "('CLIENT - ',)") in ours
+
+    run(main)
+
+
+class _QuickClose(WSCoreProtocol):
+    close_timeout = 0.5
+
+
+def test_close_timeout_is_uvicorns_and_a_subclass_changes_it(run: Runner) -> None:
+    async def main() -> None:
+        # uvicorn's protocols wait a fixed 10 s (websockets_sansio_impl.py: self.close_timeout = 10.0).
+        async with serving(make_app(Recorder())) as (url, server), connect(url + "/hold"):
+            (protocol,) = server.server_state.connections
+            assert isinstance(protocol, WSCoreProtocol)
+            assert protocol.conn.config.close_timeout == 10.0
+        async with serving(make_app(Recorder()), ws=_QuickClose) as (url, _):
+            reader, writer, head = await raw_handshake(int(url.rsplit(":", 1)[1]), "/bye")
+            assert head.startswith(b"HTTP/1.1 101 ")
+            assert await reader.readexactly(4) == b"\x88\x02\x03\xe8"  # the app's close, 1000
+            sent = time.monotonic()
+            # This peer never answers the close frame: the server drops it at its close timeout.
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            waited = time.monotonic() - sent
+            writer.close()
+            assert _QuickClose.close_timeout * 0.9 <= waited < 5
+
+    run(main)
+
+
+def _upgrade(port: int, *, target: str = "/", extra: str = "") -> bytes:
+    return (
+        f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    ).encode()
+
+
+def _line(length: int) -> str:
+    """A header line of `length` bytes, CRLF included."""
+    return "x-big: " + "a" * (length - len("x-big: \r\n")) + "\r\n"
+
+
+def _target(length: int) -> str:
+    """A request target that makes the request line `length` bytes, CRLF included."""
+    return "/?" + "a" * (length - len("GET /? HTTP/1.1\r\n"))
+
+
+@pytest.mark.parametrize("ws_protocol", [OURS, SANSIO])
+def test_line_limits_and_bodies_as_uvicorn_protocols(run: Runner, ws_protocol: str) -> None:
+    """A line over 8 KiB is 414/431, a body 400 (websockets' parser under uvicorn's sansio protocol:
+    MAX_LINE_LENGTH = 8192 in websockets/http11.py; a request body refused in Request.parse)."""
+
+    async def main() -> None:
+        scopes: list[Any] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            scopes.append(scope)
+            await receive()
+            await send({"type": "websocket.accept"})
+            while (await receive())["type"] != "websocket.disconnect":
+                pass
+
+        async with serving(app, ws=ws_protocol) as (url, _):
+            port = int(url.rsplit(":", 1)[1])
+            cases = [
+                (_upgrade(port, extra=_line(8192)), b"101", 1),
+                (_upgrade(port, extra=_line(8193)), b"431", 0),
+                (_upgrade(port, target=_target(8192)), b"101", 1),
+                (_upgrade(port, target=_target(8193)), b"414", 0),
+                (_upgrade(port, extra="Content-Length: 0\r\n"), b"101", 1),
+                (_upgrade(port, extra="Content-Length: 5\r\n") + b"hello", b"400", 0),
+            ]
+            for request, status, runs in cases:
+                before = len(scopes)
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                writer.close()
+                await writer.wait_closed()
+                assert head.split(b" ", 2)[1] == status, (len(request), head)
+                assert len(scopes) - before == runs
 
     run(main)
