@@ -8,6 +8,7 @@ a table of them).
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import tracemalloc
@@ -25,7 +26,8 @@ from ..adapters.conftest import Adapter
 
 pytestmark = pytest.mark.anyio
 
-CLIENTS = 1000
+# ./scripts/test sets WSCORE_STRESS_CLIENTS=200 (its quick mode); --full and a bare pytest run use 1,000.
+CLIENTS = int(os.environ.get("WSCORE_STRESS_CLIENTS", "1000"))
 ROUNDS = 10
 # Handshakes in progress at once: the clients all want in at the same instant, and a listen backlog
 # (asyncio's default is 100) that overflows makes the kernel drop SYNs, which the client retries only
