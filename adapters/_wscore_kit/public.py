@@ -1,6 +1,6 @@
-"""The names every adapter re-exports (`broadcast` and `echo_handler` included: one implementation
-for every adapter), so that an application imports one module
-(`from wscore_trio import connect, WSMsgType, ConnectionClosed, ...`)."""
+"""The names every adapter re-exports (`broadcast`, `echo_handler` and the hub's types included:
+one implementation for every adapter; each adapter adds its `Hub`, the kit's with its event), so
+that an application imports one module (`from wscore_trio import connect, Hub, WSMsgType, ...`)."""
 
 from __future__ import annotations
 
@@ -22,16 +22,21 @@ from wscore import (
 
 from .api import DEFAULT_MAX_QUEUE, WSTimeout
 from .connection import broadcast, echo_handler
+from .hub import HubMessage, HubUnavailable, Room, Subscription
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
     "ConnectionClosed",
     "DeflateOptions",
     "HandshakeError",
+    "HubMessage",
+    "HubUnavailable",
     "InvalidStateError",
     "MessageTooBig",
     "ProtocolError",
     "Request",
+    "Room",
+    "Subscription",
     "WSCloseCode",
     "WSError",
     "WSMessage",

@@ -39,12 +39,14 @@ from _wscore_kit.server import logger
 
 from ._asyncio_stream import _AsyncioStream, _nodelay
 from ._backend import _ASYNCIO_IO, _GENERIC_IO, _current_io, _on_asyncio
+from ._hub import Hub
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = ["WSServer", "WebSocket", "connect", "serve", "wrap_stream"]
 __all__ += _public.__all__
+__all__ += ["Hub"]
 
 
 class WebSocket(StreamWebSocket):

@@ -15,6 +15,7 @@ from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-expo
 
 from ._client import client_ssl_context, connect
 from ._connection import WebSocket, wrap_transport
+from ._hub import Hub
 from ._server import Server, accept_socket, echo, serve
 
 __all__ = [
@@ -28,3 +29,4 @@ __all__ = [
     "wrap_transport",
 ]
 __all__ += _public.__all__
+__all__ += ["Hub"]

@@ -30,9 +30,11 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 from ._backend import _TrioIO
+from ._hub import Hub
 
 __all__ = ["WSServer", "WebSocket", "connect", "serve", "wrap_stream"]
 __all__ += _public.__all__
+__all__ += ["Hub"]
 
 
 class WebSocket(StreamWebSocket):
