@@ -18,13 +18,14 @@ I/O library (the methods marked "primitive" below):
 The pump (`_pump`) runs after every call into the core: it writes what the core produced, delivers
 the events (`_deliver`), closes the transport when the core is done, and re-arms the one timer at
 `next_deadline()`. The back-pressure rule is `_deliver`'s and `receive()`'s: reading pauses when
-`max_queue` messages wait unread and resumes when a quarter of that (or none) is left, so a busy
-application does not flap the socket once per message.
+`max_queue` messages or `max_queue_bytes` of data wait unread and resumes when a quarter of each (or
+none) is left, so a busy application does not flap the socket once per message.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar
@@ -43,6 +44,7 @@ from wscore import (
 )
 
 from .api import (
+    DEFAULT_MAX_QUEUE_BYTES,
     close_args,
     compress_flag,
     control_payload,
@@ -83,37 +85,57 @@ class WebSocketAPI:
         "_conn",
         "_low_water",
         "_max_queue",
+        "_max_queue_bytes",
         "_queue",
+        "_queued_bytes",
         "_read_paused",
         "_receive_timeout",
         "_receiving",
+        "_stall_deadline",
+        "_write_stalled",
         "_write_timeout",
     )
 
     _conn: Connection
     _queue: deque[WSMessage]
     _max_queue: int
+    _max_queue_bytes: int
+    _queued_bytes: int
     _low_water: int
     _receive_timeout: float | None
     _write_timeout: float | None
     _closing: bool
     _receiving: bool
     _read_paused: bool
+    _write_stalled: bool
+    _stall_deadline: float | None
 
     def _init_api(
-        self, conn: Connection, max_queue: int, receive_timeout: float | None, write_timeout: float | None
+        self,
+        conn: Connection,
+        max_queue: int,
+        receive_timeout: float | None,
+        write_timeout: float | None,
+        max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES,
     ) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
+        if max_queue_bytes is not None and max_queue_bytes < 1:
+            raise ValueError("max_queue_bytes must be at least 1 (None: no byte bound)")
         self._conn = conn
         self._queue = deque()
         self._max_queue = max_queue
+        self._max_queue_bytes = sys.maxsize if max_queue_bytes is None else max_queue_bytes
+        # Data delivered since the queue was last empty: at least what waits unread (see _deliver).
+        self._queued_bytes = 0
         self._low_water = max_queue // 4
         self._receive_timeout = receive_timeout
         self._write_timeout = write_timeout
         self._closing = False  # after our close(): messages still arriving are dropped
         self._receiving = False
-        self._read_paused = False
+        self._read_paused = False  # max_queue messages wait unread (see _deliver)
+        self._write_stalled = False  # what we wrote by ourselves is behind (see _check_backlog)
+        self._stall_deadline: float | None = None
 
     # -- primitives (each adapter's) -------------------------------------------------------------
 
@@ -186,6 +208,8 @@ class WebSocketAPI:
         data = conn.data_to_send()
         if data:
             self._write(data)
+            if self._behind():
+                self._check_backlog()
         events = conn.pending_events
         if events:
             self._deliver(events)
@@ -200,10 +224,29 @@ class WebSocketAPI:
         if self._closing:
             return  # the application is closing: like aiohttp's close(), drop what still arrives
         queue = self._queue
+        # The byte count is kept here only, not in receive(): it restarts when the queue is empty and
+        # otherwise over-counts what was taken since, which at worst pauses reading a little early;
+        # the pause is lifted on an exact count (`_unread_bytes`).
+        size = 0 if not queue else self._queued_bytes
         queue.extend(events)
         self._wake_receiver()
-        if len(queue) >= self._max_queue and not self._read_paused:
+        for msg in events:
+            data = msg.data
+            if data.__class__ is bytes or data.__class__ is str:
+                size += len(data)
+        self._queued_bytes = size
+        if (len(queue) >= self._max_queue or size >= self._max_queue_bytes) and not self._read_paused:
             self._pause_reading()
+
+    def _unread_bytes(self) -> int:
+        """The exact size of what waits unread (binary bytes, text characters)."""
+        size = 0
+        for msg in self._queue:
+            data = msg.data
+            if data.__class__ is bytes or data.__class__ is str:
+                size += len(data)
+        self._queued_bytes = size
+        return size
 
     def _pause_reading(self) -> None:
         self._read_paused = True
@@ -212,7 +255,57 @@ class WebSocketAPI:
     def _resume_reading(self) -> None:
         if self._read_paused:
             self._read_paused = False
-            self._reading(True)
+            if not self._write_stalled:
+                self._reading(True)
+
+    def _check_backlog(self) -> None:
+        """After writing what the core answered by itself (pongs, a close reply): if that put the
+        writer behind, stop reading until it drains (`_drained`).
+
+        A peer that floods pings (RFC 6455 §5.5.2 obliges a pong to each) and reads nothing would
+        otherwise make the pongs pile up without bound: no send of the application waits, so the
+        write timeout would never start. It starts here instead (`write_timed_out` when it ends).
+        """
+        if self._write_stalled or not self._behind():
+            return
+        self._write_stalled = True
+        self._reading(False)
+        timeout = self._write_timeout
+        if timeout is not None:
+            self._stall_deadline = self._now() + timeout
+            self._arm_timer()
+
+    def _drained(self) -> None:
+        """Adapter hook: the writer went back below `HIGH_WATER`; reading resumes if it stopped for it."""
+        if self._write_stalled and not self._behind():
+            self._write_stalled = False
+            self._stall_deadline = None
+            if not self._read_paused:
+                self._reading(True)
+
+    def _deadline(self) -> float | None:
+        """When the one timer must fire: the core's next deadline, or the write stall's if earlier."""
+        deadline = self._conn.next_deadline()
+        stall = self._stall_deadline
+        if stall is not None and (deadline is None or stall < deadline):
+            return stall
+        return deadline
+
+    def _timer_due(self, now: float) -> None:
+        """The adapter's timer fired at `now` (not before `_deadline()`): run the core's timers."""
+        conn = self._conn
+        stall = self._stall_deadline
+        if stall is not None and now >= stall and self._write_timeout is not None:
+            self._stall_deadline = None
+            write_timed_out(conn, self._write_timeout)
+        elif self._read_paused and conn.state is _OPEN:
+            # We stopped reading (the application is behind): the pong may be waiting unread in the
+            # socket, so this silence is ours, not the peer's. Count it as activity for the heartbeat.
+            # Not so when reading stopped because the peer does not read us (`_write_stalled`): the
+            # heartbeat is there to catch that peer.
+            conn.receive_data(b"", now)
+        conn.handle_timer(now)
+        self._pump()
 
     # -- receiving -------------------------------------------------------------------------------
 
@@ -247,7 +340,11 @@ class WebSocketAPI:
             if not queue:
                 return CLOSED_MESSAGE  # done while waiting
         msg = queue.popleft()
-        if self._read_paused and len(queue) <= self._low_water:
+        if (
+            self._read_paused
+            and len(queue) <= self._low_water
+            and self._unread_bytes() <= self._max_queue_bytes // 4
+        ):
             self._resume_reading()
         return msg
 

@@ -49,6 +49,7 @@ from wscore import (
 
 from .api import (
     DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_QUEUE_BYTES,
     WSURL,
 )
 from .client import client_connection
@@ -267,10 +268,11 @@ class StreamWebSocket(WebSocketAPI):
         receive_timeout: float | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
         write_timeout: float | None = 10.0,
+        max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES,
         io: IOBackend | None = None,
     ) -> None:
         io = self._io = type(self).io if io is None else io
-        self._init_api(conn, max_queue, receive_timeout, write_timeout)
+        self._init_api(conn, max_queue, receive_timeout, write_timeout, max_queue_bytes)
         self._queue.extend(conn.events())  # what came with the handshake
         self._stream = stream
         self._msg_waiter: EventLike | None = None
@@ -433,7 +435,7 @@ class StreamWebSocket(WebSocketAPI):
     def _arm_timer(self) -> None:
         scope = self._timer_scope
         if scope is not None:
-            deadline = self._conn.next_deadline()
+            deadline = self._deadline()
             if deadline is not None and deadline < scope.deadline:
                 scope.deadline = deadline
 
@@ -519,6 +521,8 @@ class StreamWebSocket(WebSocketAPI):
             events.clear()
         if conn.pending_output:
             self._write(conn.data_to_send())
+            if self._behind():
+                self._check_backlog()
 
     def _push_eof(self) -> None:
         self._conn.receive_eof()
@@ -545,6 +549,7 @@ class StreamWebSocket(WebSocketAPI):
         if self._drain_waiter is not None:
             self._drain_waiter.set()
             self._drain_waiter = None
+        self._drained()
 
     # -- the background tasks ------------------------------------------------------------------
 
@@ -626,7 +631,8 @@ class StreamWebSocket(WebSocketAPI):
         clock = self._clock
         self._pump()
         while not conn.close_transport:
-            while self._read_paused:  # back-pressure: see WebSocketAPI._deliver
+            # Back-pressure: see WebSocketAPI._deliver and _check_backlog.
+            while self._read_paused or self._write_stalled:
                 waiter = self._space_waiter = io.waiter()
                 await waiter.wait()
                 self._space_waiter = None
@@ -672,9 +678,12 @@ class StreamWebSocket(WebSocketAPI):
                 finally:
                     self._writing = False
                 self._pending -= len(data)
-                if self._pending <= HIGH_WATER and self._drain_waiter is not None:
-                    self._drain_waiter.set()
-                    self._drain_waiter = None
+                if self._pending <= HIGH_WATER:
+                    if self._drain_waiter is not None:
+                        self._drain_waiter.set()
+                        self._drain_waiter = None
+                    if self._write_stalled:
+                        self._drained()
         self._writer_scope = None
         if scope.cancelled_caught:
             # Cut short by the close bound: the peer does not read; the stream is dropped.
@@ -692,20 +701,15 @@ class StreamWebSocket(WebSocketAPI):
         conn.handle_timer(io.current_time())
         self._pump()
         while True:
-            deadline = conn.next_deadline()
+            deadline = self._deadline()
             with io.cancel_scope(deadline=math.inf if deadline is None else deadline) as scope:
                 self._timer_scope = scope
                 await io.sleep_forever()
             self._timer_scope = None
             now = io.current_time()
-            deadline = conn.next_deadline()
+            deadline = self._deadline()
             if deadline is not None and now >= deadline:
-                if self._read_paused and conn.state is State.OPEN:
-                    # We stopped reading (the application is behind): the pong may be waiting unread
-                    # in the stream, so this silence is ours, not the peer's.
-                    conn.receive_data(b"", now)
-                conn.handle_timer(now)
-                self._pump()
+                self._timer_due(now)
 
     # -- lifetime ------------------------------------------------------------------------------
 

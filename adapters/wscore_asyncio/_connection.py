@@ -22,6 +22,7 @@ from typing import Any, Final, cast
 
 from _wscore_kit.api import (
     DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_QUEUE_BYTES,
 )
 from _wscore_kit.connection import WebSocketAPI, write_timed_out
 from wscore import (
@@ -105,9 +106,10 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
         max_queue: int = DEFAULT_MAX_QUEUE,
         receive_timeout: float | None = None,
         write_timeout: float | None = 10.0,
+        max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self._init_api(conn, max_queue, receive_timeout, write_timeout)
+        self._init_api(conn, max_queue, receive_timeout, write_timeout, max_queue_bytes)
         self._loop = loop = loop or asyncio.get_running_loop()
         # asyncio's own loops read time.monotonic() and create an asyncio.Future through Python methods;
         # calling those directly saves a frame per read and per wait. Other loops (uvloop) keep theirs.
@@ -163,6 +165,8 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
         conn.receive_data(data, self._clock())
         if conn.pending_output:  # a pong, or a close frame: rare
             self._transport.write(conn.data_to_send())  # type: ignore[union-attr]
+            if self._write_paused:
+                self._check_backlog()
         events = conn.pending_events
         if events:
             self._deliver(events)
@@ -217,6 +221,7 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
             if not fut.done():
                 fut.set_result(None)
         self._drain_waiters.clear()
+        self._drained()
 
     # -- driving the core --------------------------------------------------------------------------
 
@@ -326,7 +331,7 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
                 transport.pause_reading()
 
     def _arm_timer(self) -> None:
-        deadline = self._conn.next_deadline()
+        deadline = self._deadline()
         timer = self._timer
         if deadline is None:
             if timer is not None:
@@ -349,12 +354,7 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
             self._timer = self._loop.call_at(self._timer_at, self._on_timer)
             return
         self._timer = None
-        if self._read_paused and not self._handshaking:
-            # We stopped reading (the application is behind): the pong may be waiting unread in the
-            # socket, so this silence is ours, not the peer's. Count it as activity for the heartbeat.
-            self._conn.receive_data(b"", now)
-        self._conn.handle_timer(now)
-        self._pump()
+        self._timer_due(now)
 
     def _close_transport(self) -> None:
         transport = self._transport

@@ -188,6 +188,7 @@ class Case:
     - "tls": `send` to the server's TLS port, raw (`send` may be a ClientHello); with `tls=True` the
       TLS handshake is completed first and `send` goes through it;
     - "flood": `MAX_CONNECTIONS` upgraded connections held open, then the request `send`;
+    - "ping_flood": a valid upgrade, then `send` (pings) again and again, never reading;
     - "never_reads", "silent": a valid upgrade, then the behaviour (see `test_hostile_corpus.py`).
     """
 
@@ -385,6 +386,9 @@ CASES: list[Case] = [
     # -- after the handshake: peers that stop ---------------------------------------------------------
     Case("never_reads", "a peer that never reads", "never_reads", (),
          Answer(aborted=True, within=WRITE_TIMEOUT), rfc="write_timeout"),
+    Case("ping_flood", "a peer that never reads", "ping_flood", (frame(0x89, b"p" * 125) * 512,),
+         Answer(aborted=True, within=WRITE_TIMEOUT),
+         rfc="RFC 6455 §5.5.2 (a pong per ping): reading stops while pongs are behind; write_timeout"),
     Case("silent_peer", "a silent peer", "silent", (), Answer(aborted=True, within=1.5 * HEARTBEAT),
          server="heartbeat", rfc="heartbeat + pong_timeout"),
 ]

@@ -343,6 +343,22 @@ async def run_never_reads(case: Case, port: int, outcomes: Outcomes) -> None:
     assert isinstance(exc, WSTimeoutError) and "write_timeout" in str(exc), repr(exc)
 
 
+async def run_ping_flood(case: Case, port: int, outcomes: Outcomes) -> None:
+    """Send pings without end and never read. Each ping obliges a pong (RFC 6455 §5.5.2): once the
+    pongs put the server's writer behind, it stops reading (so our sends block and its memory stays
+    bounded), and after `write_timeout` it drops the connection. Without that the server would read
+    and answer for as long as we send, its unsent pongs growing without bound."""
+    path = f"/{case.name}"
+    peer = await upgrade_raw(port, path)
+    done = outcomes.event(path)
+    async with peer.stream:
+        while not done.is_set() and await send_quietly(peer.stream, case.send[0]):
+            pass
+        code, exc = await outcomes.wait(path)
+    assert code == 1006, code
+    assert isinstance(exc, WSTimeoutError) and "write_timeout" in str(exc), repr(exc)
+
+
 async def run_silent(case: Case, port: int, outcomes: Outcomes) -> None:
     """Upgrade, then send nothing and answer no ping: dropped within heartbeat + pong_timeout of the
     last byte the server received (the end of our request)."""
@@ -431,6 +447,8 @@ async def test_the_hostile_corpus_gets_its_documented_answers(
                         await run_ws(case, port)
                     elif case.kind == "flood":
                         await run_flood(case, port)
+                    elif case.kind == "ping_flood":
+                        await run_ping_flood(case, port, outcomes)
                     elif case.kind == "never_reads":
                         await run_never_reads(case, port, outcomes)
                     else:
