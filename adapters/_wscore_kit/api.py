@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import ssl as ssl_module
 
 __all__ = [
+    "DEFAULT_MAX_QUEUE_BYTES",
     "DEFAULT_MAX_QUEUE",
     "HTTPResponse",
     "WSTimeout",
@@ -38,6 +39,9 @@ __all__ = [
 
 DEFAULT_MAX_QUEUE = 16
 """Received messages an adapter holds before it stops reading from the socket (back-pressure)."""
+
+DEFAULT_MAX_QUEUE_BYTES = 8 * 1024 * 1024
+"""Bytes (of binary data; characters of text) of received messages held before reading stops."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 from wscore import DeflateOptions, WSConfig
 from wscore.handshake import HeadersLike, SubprotocolSelector
 
-from .api import DEFAULT_MAX_QUEUE, WSTimeout, make_config
+from .api import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, WSTimeout, make_config
 from .server import Origins, ProcessRequest
 
 if TYPE_CHECKING:  # annotations only: the kit imports no I/O module
@@ -49,6 +49,7 @@ class _CommonKwargs(TypedDict, total=False):
     max_msg_size: int | None
     max_frame_size: int | None
     max_queue: int
+    max_queue_bytes: int | None
     write_timeout: float | None
 
 
@@ -100,6 +101,9 @@ class _Options:
     max_msg_size: int | None = 4 * _MiB
     max_frame_size: int | None = None
     max_queue: int = DEFAULT_MAX_QUEUE
+    max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES
+    """Received data held unread (bytes of binary messages, characters of text) at which reading
+    pauses, like `max_queue`; None: no byte bound."""
     write_timeout: float | None = 10.0
     """How long a send may wait for the peer to read (back-pressure) before the connection is
     dropped (1006, `WSTimeoutError` in `exception()`); None: forever."""
@@ -146,6 +150,7 @@ class _Options:
         """The keyword arguments every adapter's connection class takes from the options."""
         return {
             "max_queue": self.max_queue,
+            "max_queue_bytes": self.max_queue_bytes,
             "receive_timeout": self.receive_timeout,
             "write_timeout": self.write_timeout,
         }
