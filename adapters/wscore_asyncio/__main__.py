@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import wscore
+from _wscore_kit.hub import HubUnavailable
 
 from ._cli import (
     EXIT_INTERRUPTED,
@@ -24,9 +25,11 @@ from ._cli import (
     listen_error,
     ssl_text,
     until_signal,
+    warn,
 )
 from ._cli_connect import DEFAULT_WAIT, run_connect
 from ._server import Server, echo
+from ._workers import echo_worker, reserve_port, supervise, worker_argv
 from .chat import server as chat
 
 __all__ = ["build_parser", "main"]
@@ -97,6 +100,47 @@ dropped, or the server closed with another code; 2 for bad arguments; 130 after 
 """
 
 
+def _workers_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers") from None
+    if not 1 <= count <= 256:
+        raise argparse.ArgumentTypeError(f"{count} workers: use 1 to 256")
+    return count
+
+
+def _add_workers(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--workers",
+        metavar="N",
+        type=_workers_count,
+        help="run N processes sharing the port (SO_REUSEPORT); a worker that dies is restarted",
+    )
+    command.add_argument("--worker-id", type=int, help=argparse.SUPPRESS)  # set by the parent for each worker
+
+
+def _run_workers(args: argparse.Namespace, worker_args: list[str], ready_text: str, banner: str) -> int:
+    """`--workers N`: reserve the port, run N workers of this command on it (see `_workers`)."""
+    sock, port = reserve_port(args.host, args.port)
+    status = [EXIT_OK]
+    with sock:
+        worker_args = [*worker_args, "--host", args.host, "--port", str(port)]
+        url_host = f"[{args.host}]" if ":" in args.host else args.host
+
+        async def run(stop: asyncio.Event) -> None:
+            status[0] = await supervise(
+                args.workers,
+                lambda number: worker_argv(args.command, worker_args, number),
+                ready_text=ready_text,
+                banner=banner.format(host=url_host, port=port),
+                stop=stop,
+            )
+
+        asyncio.run(until_signal(run))
+    return status[0]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `wscore` and its three commands."""
     parser = argparse.ArgumentParser(
@@ -115,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     chat.add_argument("--port", type=_port, default=8080, help="port to listen on (default: %(default)s)")
+    chat.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the room with every process on this Redis (redis://host:port; the `redis` extra)",
+    )
+    _add_workers(chat)
 
     echo_cmd = commands.add_parser(
         "echo",
@@ -128,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     echo_cmd.add_argument(
         "--tls-key", metavar="PEM", help="its private key (default: read from the --tls-cert file)"
     )
+    _add_workers(echo_cmd)
 
     client = commands.add_parser(
         "connect",
@@ -191,8 +242,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _chat(args: argparse.Namespace) -> int:
+    if args.workers is not None and args.worker_id is None:
+        if args.redis is None:
+            warn(f"{PROG} chat: --workers without --redis: each worker is a room of its own")
+        return _run_workers(
+            args,
+            [] if args.redis is None else ["--redis", args.redis],
+            ready_text="chat demo: open",
+            banner=f"chat demo: {args.workers} workers on http://{{host}}:{{port}}/, open it in a browser "
+            "(Ctrl-C to stop)",
+        )
+    worker = args.worker_id
     try:
-        asyncio.run(chat.run(args.host, args.port))  # it handles SIGINT/SIGTERM itself
+        asyncio.run(  # it handles SIGINT/SIGTERM itself
+            chat.run(args.host, args.port, hub_url=args.redis, worker=worker, reuse_port=worker is not None)
+        )
+    except HubUnavailable as exc:
+        raise CommandError(str(exc)) from None
     except OSError as exc:
         raise listen_error(args.host, args.port, exc) from None
     return EXIT_OK
@@ -218,12 +284,25 @@ def _echo(args: argparse.Namespace) -> int:
     context = _server_tls(args.tls_cert, args.tls_key)
     scheme = "wss" if context is not None else "ws"
     host = f"[{args.host}]" if ":" in args.host else args.host
+    if args.workers is not None and args.worker_id is None:
+        tls = [] if args.tls_cert is None else ["--tls-cert", args.tls_cert]
+        tls += [] if args.tls_key is None else ["--tls-key", args.tls_key]
+        return _run_workers(
+            args,
+            tls,
+            ready_text="echo server on",
+            banner=f"echo server on {scheme}://{{host}}:{{port}}/ with {args.workers} workers "
+            "(Ctrl-C to stop)",
+        )
 
     def started(server: Server) -> None:
         print(f"echo server on {scheme}://{host}:{server.port}/ (Ctrl-C to stop)", flush=True)
 
     async def serve(stop: asyncio.Event) -> None:
-        task = asyncio.create_task(echo(args.host, args.port, ssl=context, started=started))
+        if args.worker_id is None:
+            task = asyncio.create_task(echo(args.host, args.port, ssl=context, started=started))
+        else:
+            task = asyncio.create_task(echo_worker(args.host, args.port, ssl=context, started=started))
         waiter = asyncio.create_task(stop.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
