@@ -14,7 +14,7 @@ import signal
 from collections.abc import Callable
 
 from tests.redis_server import RedisServer, redis_server  # noqa: F401  (a fixture)
-from wscore_asyncio import WebSocket, WSMsgType, connect
+from wscore_asyncio import WebSocket, WSMessage, WSMsgType, connect
 
 from .helpers import DEADLINE, run, serving
 
@@ -48,11 +48,25 @@ async def _on_two_workers(url: str) -> tuple[tuple[WebSocket, int, int], tuple[W
 
 async def _until(ws: WebSocket, wanted: Callable[[str], bool], timeout: float = DEADLINE) -> str:
     """Read until a text matches (join/leave/member lines come and go in between)."""
-    async with asyncio.timeout(timeout):
+
+    async def read() -> str:
         while True:
             text = await ws.receive_str()
             if wanted(text):
                 return text
+
+    return await asyncio.wait_for(read(), timeout)
+
+
+async def _closed(ws: WebSocket) -> WSMessage:
+    """The first message that is not text (the close), within the deadline."""
+
+    async def read() -> WSMessage:
+        while (msg := await ws.receive()).type is WSMsgType.TEXT:
+            pass
+        return msg
+
+    return await asyncio.wait_for(read(), DEADLINE)
 
 
 def test_chat_workers_share_one_room_through_redis_and_survive_its_restart(
@@ -84,22 +98,21 @@ def test_chat_workers_share_one_room_through_redis_and_survive_its_restart(
             await ann.send_str("lost?")
             assert (await _until(ann, lambda t: "not delivered" in t)).startswith("* not delivered")
             redis_server.start()
-            async with asyncio.timeout(DEADLINE):
-                for attempt in range(1000):
-                    await ann.send_str(f"after the restart {attempt}")
-                    try:
-                        text = await _until(bob, lambda t: not t.startswith("* "), timeout=0.5)
-                    except TimeoutError:
-                        continue  # the workers are still backing off; say it again
-                    assert text.startswith("ann: after the restart"), text
-                    break
+            for attempt in range(int(DEADLINE / 0.5)):
+                await ann.send_str(f"after the restart {attempt}")
+                try:
+                    text = await _until(bob, lambda t: not t.startswith("* "), timeout=0.5)
+                except asyncio.TimeoutError:
+                    continue  # the workers are still backing off; say it again
+                assert text.startswith("ann: after the restart"), text
+                break
+            else:
+                raise AssertionError("no message crossed the workers after Redis restarted")
 
             # Ctrl-C to the parent: every worker closes its clients with 1001, the parent exits 0.
             server.interrupt()
             for ws in (ann, bob):
-                async with asyncio.timeout(DEADLINE):
-                    while (msg := await ws.receive()).type is WSMsgType.TEXT:
-                        pass
+                msg = await _closed(ws)
                 assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1001), msg
                 await ws.close()
             assert await server.finish() == 0, server.output
@@ -123,17 +136,17 @@ def test_a_killed_worker_is_reported_and_restarted(unused_port: int) -> None:
             line = await server.expect(f"worker {worker} (pid {pid}) exited", stream="stderr")
             assert line.endswith("restarting it"), line
             await server.expect(f"[worker {worker}] chat demo: open")
-            async with asyncio.timeout(DEADLINE):
-                while (msg := await ws.receive()).type is WSMsgType.TEXT:
-                    pass
+            msg = await _closed(ws)
             assert msg.type is WSMsgType.CLOSED and ws.close_code == 1006  # its clients saw it die
-            served = set()
-            async with asyncio.timeout(DEADLINE):  # both workers serve again, one of them new
-                while len(served) < 2:
-                    client, number, new_pid = await _joined(url, "again")
-                    served.add(number)
-                    assert new_pid != pid
-                    await client.close()
+            served: set[int] = set()
+            for _ in range(60):  # both workers serve again, one of them new
+                client, number, new_pid = await _joined(url, "again")
+                served.add(number)
+                assert new_pid != pid
+                await client.close()
+                if len(served) == 2:
+                    break
+            assert served == {1, 2}
             server.interrupt()
             assert await server.finish() == 0, server.output
 
