@@ -36,7 +36,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 from uuid import uuid4
 
 from .connection import WebSocketAPI, broadcast
@@ -44,6 +44,7 @@ from .connection import WebSocketAPI, broadcast
 __all__ = ["Hub", "HubMessage", "HubUnavailable", "Room", "Subscription"]
 
 log = logging.getLogger("wscore.hub")
+_H = TypeVar("_H", bound="Hub")
 
 DEFAULT_HUB_QUEUE = 1024
 """Messages a `Subscription` keeps unread before it drops (and counts) the newest."""
@@ -176,7 +177,7 @@ class Hub:
         """True while messages of other processes can arrive (always, in-process)."""
         return self._backend is not None and bool(self._backend.connected)
 
-    async def __aenter__(self) -> Hub:
+    async def __aenter__(self: _H) -> _H:
         if self._backend is not None:
             raise RuntimeError("this hub is already running")
         if self.url is None:
