@@ -189,7 +189,11 @@ async def _redis_cost(url: str, count: int = 2000) -> tuple[float, float]:
     one after another, as a hub does) and the median publish-to-delivery time to another hub."""
     from wscore_asyncio import Hub
 
-    async with Hub(url) as publisher, Hub(url) as listener, listener.subscribe("cost") as sub:
+    async with (
+        Hub(url) as publisher,
+        Hub(url) as listener,
+        listener.subscribe("cost", max_queue=count) as sub,
+    ):
         t0 = time.monotonic()
         for n in range(count):
             await publisher.publish("cost", str(n))
