@@ -36,6 +36,7 @@ from _wscore_kit.driver import StreamServer, StreamWebSocket, listen_options, st
 from _wscore_kit.options import ClientOptions, ServerKwargs, ServerOptions, with_options
 from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
 from _wscore_kit.server import logger
+from _wscore_kit.tls_accept import TLSAcceptor, supported
 
 from ._asyncio_stream import _AsyncioStream, _nodelay
 from ._backend import _ASYNCIO_IO, _GENERIC_IO, _current_io, _on_asyncio
@@ -185,9 +186,14 @@ async def _tls_then_handle(
     try:
         with anyio.fail_after(timeout or math.inf):
             tls = await TLSStream.wrap(stream, server_side=True, ssl_context=ssl, standard_compatible=False)
-    except Exception as exc:  # a failed or timed-out handshake is that client's problem only
+    except BaseException as exc:
+        # A failed or timed-out handshake is that client's problem only; a cancelled one (the server
+        # stops) closes the socket too, now, rather than when the stream is collected.
+        with anyio.CancelScope(shield=True):
+            await anyio.aclose_forcefully(stream)
+        if not isinstance(exc, Exception):
+            raise
         logger.debug("TLS handshake failed: %r", exc)
-        await anyio.aclose_forcefully(stream)
         return
     await server.handle(tls)
 
@@ -215,18 +221,24 @@ async def _serve_asyncio(
         accepted.append(stream)
         wakeup.set()
 
+    def make_stream() -> _AsyncioStream:
+        return _AsyncioStream(on_connect)
+
+    # TLS through the kit's acceptor, not create_server(ssl=): a stopping server closes the
+    # connections still in their handshake. The open timeout bounds that handshake.
+    timeout = server.options.open_timeout
+    tls = None if ssl is None or not supported(loop) else TLSAcceptor(make_stream, ssl, timeout)
+    native: dict[str, Any] = {}
+    if ssl is not None and tls is None:  # uvloop: asyncio's TLS server (the timeout bounds it too)
+        native = {"ssl": ssl, "ssl_handshake_timeout": timeout or None}
     async with anyio.create_task_group() as tg:
         where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port or 0}
         listening = await loop.create_server(
-            lambda: _AsyncioStream(on_connect),
-            ssl=ssl,
+            make_stream if tls is None else tls.accept,
             backlog=backlog,
             reuse_port=reuse_port or None,
-            # The open timeout bounds the TLS handshake too (asyncio's default: 60 s per client).
-            ssl_handshake_timeout=server.options.open_timeout
-            if ssl is not None and server.options.open_timeout
-            else None,
             **where,
+            **native,
         )
         try:
             server._sockets = list(listening.sockets)
@@ -240,5 +252,8 @@ async def _serve_asyncio(
                     tg.start_soon(server.handle, accepted.popleft())
         finally:
             listening.close()
+            if tls is not None:
+                with anyio.CancelScope(shield=True):
+                    await tls.close()
             for stream in accepted:  # arrived as the server stopped: never handled
                 stream.transport.abort()

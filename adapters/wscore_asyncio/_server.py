@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from _wscore_kit.connection import echo_handler
 from _wscore_kit.options import ACCEPT_OPTIONS, AcceptKwargs, ServerKwargs, ServerOptions, with_options
 from _wscore_kit.server import ConnectionLimit, answer_request, handler_close, logger
+from _wscore_kit.tls_accept import TLSAcceptor, supported
 from wscore import ServerConnection
 
 from ._connection import WebSocket
@@ -48,6 +49,7 @@ class Server:
         self._config = options.config
         self._limit = ConnectionLimit(options.max_connections)
         self._server: asyncio.Server | None = None
+        self._tls: TLSAcceptor | None = None  # with ssl=: holds the connections in their TLS handshake
         self._connections: set[WebSocket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: asyncio.Task[None] | None = None
@@ -134,6 +136,8 @@ class Server:
     async def _close(self, code: int, reason: str) -> None:
         if self._server is not None:
             self._server.close()
+        if self._tls is not None:
+            await self._tls.close()  # connections in their TLS handshake: aborted, not left to time out
         closes = []
         for ws in list(self._connections):
             if ws._handshaking:
@@ -194,19 +198,27 @@ class serve(Opener[Server]):
         self._listen_args: dict[str, Any] = {
             "host": host,
             "port": port,
-            "ssl": opts.ssl,
             "sock": opts.sock,
             "backlog": opts.backlog,
             "reuse_port": opts.reuse_port or None,
         }
-        if opts.ssl is not None and opts.open_timeout:
-            # The open timeout bounds the TLS handshake too (asyncio's default: 60 s per client).
-            self._listen_args["ssl_handshake_timeout"] = opts.open_timeout
 
     async def _open(self) -> Server:
         server = Server(self._handler, self._options)
         loop = asyncio.get_running_loop()
-        server._server = await loop.create_server(server._make_protocol, **self._listen_args)
+        opts = self._options
+        factory: Callable[[], asyncio.BaseProtocol] = server._make_protocol
+        listen_args = dict(self._listen_args)
+        if opts.ssl is not None and supported(loop):
+            # TLS through the kit's acceptor, not create_server(ssl=): a stopping server closes the
+            # connections still in their handshake. The open timeout bounds that handshake.
+            server._tls = TLSAcceptor(server._make_protocol, opts.ssl, opts.open_timeout)
+            factory = server._tls.accept
+        elif opts.ssl is not None:
+            listen_args["ssl"] = opts.ssl
+            if opts.open_timeout:  # it bounds the TLS handshake too (asyncio's default: 60 s)
+                listen_args["ssl_handshake_timeout"] = opts.open_timeout
+        server._server = await loop.create_server(factory, **listen_args)
         return server
 
 
