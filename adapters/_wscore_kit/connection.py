@@ -70,6 +70,7 @@ _OPEN: Final = State.OPEN
 _CLOSING: Final = State.CLOSING
 _CLOSED: Final = State.CLOSED
 _CONNECTING: Final = State.CONNECTING
+_CLOSE_MSG: Final = WSMsgType.CLOSE
 _STOP_ITERATION: Final = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
 
 _W = TypeVar("_W", bound="WebSocketAPI")
@@ -81,6 +82,7 @@ class WebSocketAPI:
     # Slots here and in every connection class: an idle server connection is a few KiB in all.
     __slots__ = (
         "__weakref__",
+        "_autoclose",
         "_closing",
         "_conn",
         "_low_water",
@@ -91,6 +93,7 @@ class WebSocketAPI:
         "_read_paused",
         "_receive_timeout",
         "_receiving",
+        "_reply_deadline",
         "_stall_deadline",
         "_write_stalled",
         "_write_timeout",
@@ -109,6 +112,8 @@ class WebSocketAPI:
     _read_paused: bool
     _write_stalled: bool
     _stall_deadline: float | None
+    _autoclose: bool
+    _reply_deadline: float | None
 
     def _init_api(
         self,
@@ -116,8 +121,13 @@ class WebSocketAPI:
         max_queue: int,
         receive_timeout: float | None,
         write_timeout: float | None,
+        *,
         max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES,
+        autoclose: bool = False,
     ) -> None:
+        """`autoclose`: answer the peer's close frame when the application reads the CLOSE message
+        (aiohttp's rule: it may still reply to what came before); the core must then be configured
+        without its own `autoclose`, which answers on arrival."""
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
         if max_queue_bytes is not None and max_queue_bytes < 1:
@@ -136,6 +146,8 @@ class WebSocketAPI:
         self._read_paused = False  # max_queue messages wait unread (see _deliver)
         self._write_stalled = False  # what we wrote by ourselves is behind (see _check_backlog)
         self._stall_deadline: float | None = None
+        self._autoclose = autoclose
+        self._reply_deadline: float | None = None  # see _deliver
 
     # -- primitives (each adapter's) -------------------------------------------------------------
 
@@ -234,6 +246,13 @@ class WebSocketAPI:
             data = msg.data
             if data.__class__ is bytes or data.__class__ is str:
                 size += len(data)
+            elif msg.type is _CLOSE_MSG and self._autoclose:
+                # The peer's close waits for the application to read it (receive() answers it), but
+                # not forever: one that never reads still answers well within the peer's own close
+                # timeout (RFC 6455 §5.5.1: "as soon as practical").
+                close_timeout = self._conn.config.close_timeout
+                if close_timeout:
+                    self._reply_deadline = self._now() + close_timeout / 2
         self._queued_bytes = size
         if (len(queue) >= self._max_queue or size >= self._max_queue_bytes) and not self._read_paused:
             self._pause_reading()
@@ -284,16 +303,24 @@ class WebSocketAPI:
                 self._reading(True)
 
     def _deadline(self) -> float | None:
-        """When the one timer must fire: the core's next deadline, or the write stall's if earlier."""
+        """When the one timer must fire: the core's next deadline, or the kit's own (the write stall's,
+        the close reply's) if earlier."""
         deadline = self._conn.next_deadline()
         stall = self._stall_deadline
-        if stall is not None and (deadline is None or stall < deadline):
-            return stall
+        reply = self._reply_deadline
+        if stall is None and reply is None:
+            return deadline
+        for extra in (stall, reply):
+            if extra is not None and (deadline is None or extra < deadline):
+                deadline = extra
         return deadline
 
     def _timer_due(self, now: float) -> None:
         """The adapter's timer fired at `now` (not before `_deadline()`): run the core's timers."""
         conn = self._conn
+        reply = self._reply_deadline
+        if reply is not None and now >= reply:
+            self._answer_close()
         stall = self._stall_deadline
         if stall is not None and now >= stall and self._write_timeout is not None:
             self._stall_deadline = None
@@ -346,7 +373,18 @@ class WebSocketAPI:
             and self._unread_bytes() <= self._max_queue_bytes // 4
         ):
             self._resume_reading()
+        if msg.type is _CLOSE_MSG and self._autoclose:
+            self._answer_close()
         return msg
+
+    def _answer_close(self) -> None:
+        """Answer the peer's close frame with its own code (RFC 6455 §5.5.1), unless already done."""
+        self._reply_deadline = None
+        conn = self._conn
+        if conn.state is _CLOSING and not conn.close_sent and not self._gone():
+            code = conn.close_code
+            conn.close(None if code == 1005 else code, "", self._now())
+            self._pump()
 
     async def receive_str(self, *, timeout: float | None = None) -> str:
         """The next message, which must be TEXT (else `WSMessageTypeError`)."""

@@ -269,10 +269,18 @@ class StreamWebSocket(WebSocketAPI):
         max_queue: int = DEFAULT_MAX_QUEUE,
         write_timeout: float | None = 10.0,
         max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES,
+        autoclose: bool = False,
         io: IOBackend | None = None,
     ) -> None:
         io = self._io = type(self).io if io is None else io
-        self._init_api(conn, max_queue, receive_timeout, write_timeout, max_queue_bytes)
+        self._init_api(
+            conn,
+            max_queue,
+            receive_timeout,
+            write_timeout,
+            max_queue_bytes=max_queue_bytes,
+            autoclose=autoclose,
+        )
         self._queue.extend(conn.events())  # what came with the handshake
         self._stream = stream
         self._msg_waiter: EventLike | None = None

@@ -132,7 +132,9 @@ class _Options:
             heartbeat=self.heartbeat,
             pong_timeout=self.pong_timeout,
             autoping=self.autoping,
-            autoclose=self.autoclose,
+            # The connection answers the peer's close when the application reads it (aiohttp's
+            # rule, `connection_args`), not the core on arrival.
+            autoclose=False,
             timeout=self.timeout,
             open_timeout=self.open_timeout,
             compress=self.compress,
@@ -151,6 +153,7 @@ class _Options:
         return {
             "max_queue": self.max_queue,
             "max_queue_bytes": self.max_queue_bytes,
+            "autoclose": self.autoclose,
             "receive_timeout": self.receive_timeout,
             "write_timeout": self.write_timeout,
         }

@@ -107,9 +107,17 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
         receive_timeout: float | None = None,
         write_timeout: float | None = 10.0,
         max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES,
+        autoclose: bool = False,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self._init_api(conn, max_queue, receive_timeout, write_timeout, max_queue_bytes)
+        self._init_api(
+            conn,
+            max_queue,
+            receive_timeout,
+            write_timeout,
+            max_queue_bytes=max_queue_bytes,
+            autoclose=autoclose,
+        )
         self._loop = loop = loop or asyncio.get_running_loop()
         # asyncio's own loops read time.monotonic() and create an asyncio.Future through Python methods;
         # calling those directly saves a frame per read and per wait. Other loops (uvloop) keep theirs.

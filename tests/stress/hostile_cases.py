@@ -242,9 +242,9 @@ CASES: list[Case] = [
          (request(target="http://127.0.0.1/chat") + close_code(1000),), ws_close(1000),
          rfc="RFC 9112 §3.2.2: a server MUST accept the absolute-form"),
     Case("frames_before_101", "early frames", "http",
-         (request() + frame(0x81, b"early") + close_code(1000),), ws_close(1000),
-         rfc="frames sent with the request are kept for after the 101; autoclose answers the close at"
-             " once, so the echo of a message that came with it is not sent (RFC 6455 §5.5.1)"),
+         (request() + frame(0x81, b"early") + close_code(1000),), Answer(close=1000, echoed=("early",)),
+         rfc="frames sent with the request are kept for after the 101; the close is answered when the"
+             " handler reads it, so the echo of the message before it goes first (RFC 6455 §5.5.1)"),
     Case("bad_frame_before_101", "early frames", "http", (request() + frame(0x83, b"x"),), ws_close(1002),
          rfc="RFC 6455 §5.2, checked once the 101 is out"),
     Case("reset_after_request", "resets", "http", (request(),), Answer(gone=True), reset=True,
