@@ -1,12 +1,15 @@
 """The stress and fault suite runs on the same adapter matrix as tests/adapters (see its conftest).
 
-Tests record what they measured with the `figures` fixture; the figures are printed in a table at the
-end of the pytest run, so that every CI log carries them (tests/stress/README.md quotes one run).
+Tests record what they measured with the `figures` fixture; at the end of the pytest run the figures
+are written to build/stress-figures.txt (or $WSCORE_STRESS_FIGURES) and one line says so; the
+default output stays short (tests/stress/README.md quotes one run).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,13 +49,21 @@ def figures() -> Callable[[str, str, str], None]:
     return record_figure
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the figures the stress tests measured, grouped by what was measured."""
+def figures_path(config: pytest.Config) -> Path:
+    """Where the figures go: $WSCORE_STRESS_FIGURES, else build/stress-figures.txt in the checkout."""
+    return Path(os.environ.get("WSCORE_STRESS_FIGURES") or config.rootpath / "build" / "stress-figures.txt")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Write the figures the stress tests measured to a file, grouped by what was measured, and say
+    where in one line (`tests/stress/README.md` quotes a run)."""
     if not _FIGURES:
         return
-    terminalreporter.section("wscore stress figures")
+    lines: list[str] = []
     for what in dict.fromkeys(w for w, _, _ in _FIGURES):
-        terminalreporter.write_line(what)
-        for w, name, measured in _FIGURES:
-            if w == what:
-                terminalreporter.write_line(f"  {name:15} {measured}")
+        lines.append(what)
+        lines.extend(f"  {name:15} {measured}" for w, name, measured in _FIGURES if w == what)
+    path = figures_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    terminalreporter.write_line(f"wscore stress figures: {len(_FIGURES)} written to {path}")
