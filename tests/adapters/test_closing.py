@@ -31,6 +31,7 @@ SCHEDULING_ALLOWANCE = 0.15
 async def _raw_client(url: str) -> tuple[anyio.abc.SocketStream, ClientConnection]:
     """A client made of the core and a socket: it sends exactly what a test tells it to, when."""
     port = urlsplit(url).port
+    assert port is not None
     stream = await anyio.connect_tcp("127.0.0.1", port)
     core = ClientConnection(f"127.0.0.1:{port}", "/")
     await stream.send(core.data_to_send())
