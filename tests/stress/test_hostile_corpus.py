@@ -280,27 +280,13 @@ async def run_raw(case: Case, port: int, tls_client: ssl.SSLContext) -> None:
             return
         async with anyio.create_task_group() as group:
             group.start_soon(send_all)
-            answer, how = await read_until_closed_any(stream)
+            answer, how = await read_until_closed(stream)
             elapsed = anyio.current_time() - connected
             group.cancel_scope.cancel()
     if case.answer.dropped:
         check_dropped(case, answer, elapsed)
     else:
         check_http_answer(case, answer, how)
-
-
-async def read_until_closed_any(stream: anyio.abc.ByteStream) -> tuple[bytes, str]:
-    """`read_until_closed` for a TLS stream as well (whose unclean end is a broken resource)."""
-    if isinstance(stream, anyio.abc.SocketStream):
-        return await read_until_closed(stream)
-    data = bytearray()
-    try:
-        while True:
-            data += await stream.receive()
-    except anyio.EndOfStream:
-        return bytes(data), "eof"
-    except (anyio.BrokenResourceError, ConnectionError):
-        return bytes(data), "reset"
 
 
 async def run_ws(case: Case, port: int) -> None:

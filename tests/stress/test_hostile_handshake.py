@@ -73,8 +73,9 @@ def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1].rstrip("/"))
 
 
-async def read_until_closed(stream: anyio.abc.SocketStream) -> tuple[bytes, str]:
-    """Everything the other side sends until it closes, and how it closed: "eof" or "reset"."""
+async def read_until_closed(stream: anyio.abc.ByteStream) -> tuple[bytes, str]:
+    """Everything the other side sends until it closes, and how it closed: "eof" or "reset" (a TLS
+    stream's unclean end is a broken resource: "reset" too)."""
     data = bytearray()
     try:
         while True:
