@@ -143,14 +143,14 @@ def text_or_bytes(data: object, kind: str) -> None:
 def expect_str(msg: WSMessage) -> str:
     """The data of a TEXT message; anything else raises `WSMessageTypeError` (aiohttp's behaviour)."""
     if msg.type is not WSMsgType.TEXT:
-        raise WSMessageTypeError(f"Received message {msg.type.name}:{msg.data!r} is not TEXT")
+        raise WSMessageTypeError(f"Received message {msg.type}:{msg.data!r} is not WSMsgType.TEXT")
     return str(msg.data)
 
 
 def expect_bytes(msg: WSMessage) -> bytes:
     """The data of a BINARY message; anything else raises `WSMessageTypeError`."""
     if msg.type is not WSMsgType.BINARY:
-        raise WSMessageTypeError(f"Received message {msg.type.name}:{msg.data!r} is not BINARY")
+        raise WSMessageTypeError(f"Received message {msg.type}:{msg.data!r} is not WSMsgType.BINARY")
     return bytes(msg.data)
 
 

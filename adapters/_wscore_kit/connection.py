@@ -36,6 +36,7 @@ from wscore import (
     Connection,
     ConnectionClosed,
     State,
+    WSCloseCode,
     WSError,
     WSMessage,
     WSMsgType,
@@ -71,6 +72,7 @@ _CLOSING: Final = State.CLOSING
 _CLOSED: Final = State.CLOSED
 _CONNECTING: Final = State.CONNECTING
 _CLOSE_MSG: Final = WSMsgType.CLOSE
+_KNOWN_CODES: Final = {int(code): code for code in WSCloseCode}
 _STOP_ITERATION: Final = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
 
 _W = TypeVar("_W", bound="WebSocketAPI")
@@ -442,6 +444,13 @@ class WebSocketAPI:
         """Send `dumps(data)` as a text message."""
         await self.send_str(dumps(data), compress)
 
+    async def send_json_bytes(
+        self, data: Any, compress: bool | int | None = None, *, dumps: Callable[[Any], bytes]
+    ) -> None:
+        """Send `dumps(data)`, an encoder that returns bytes (orjson), as a binary message (aiohttp's
+        `send_json_bytes`)."""
+        await self.send_bytes(dumps(data), compress)
+
     async def send_frame(
         self, message: bytes | bytearray | memoryview, opcode: int, compress: bool | int | None = None
     ) -> None:
@@ -560,8 +569,19 @@ class WebSocketAPI:
 
     @property
     def close_code(self) -> int | None:
-        """The peer's close code, ours if we failed the connection, 1006 if it dropped, else None."""
-        return self._conn.close_code
+        """The peer's close code, ours if we failed the connection, 1006 if it dropped, else None: a
+        `WSCloseCode` member when the code has one (aiohttp's code compares it with `is`)."""
+        code = self._conn.close_code
+        return _KNOWN_CODES.get(code, code) if code is not None else None
+
+    @property
+    def compress(self) -> int:
+        """The negotiated permessage-deflate window bits of the server's messages (aiohttp's
+        `compress`), 0 when compression is off."""
+        deflate = self._conn.deflate
+        if deflate is None:
+            return 0
+        return deflate.remote_max_window_bits if self._conn.client else deflate.local_max_window_bits
 
     @property
     def close_reason(self) -> str:
