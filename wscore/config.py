@@ -20,7 +20,9 @@ class WSConfig:
     - `close_timeout`: how long to wait for the peer's close frame (and, as a client, for the server to
       close TCP) before giving up; `open_timeout`: the opening handshake's bound.
     - `max_message_size`, `max_frame_size`: limits in bytes (after decompression), close 1009 past them.
-    - `fragments`: deliver each data frame as it arrives instead of whole messages.
+    - `fragments`: deliver each data frame as it arrives instead of whole messages (a compressed one as
+      its inflation steps). Each frame is then bounded by `max_frame_size` (default: `max_message_size`),
+      not the message: joining fragments, and bounding what is joined, is the reader's.
     - `compress`: permessage-deflate options to offer (client) or accept (server); None disables it.
     - `max_handshake_size`, `max_headers`: bounds on the HTTP upgrade request/response.
     """

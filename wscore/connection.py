@@ -143,6 +143,11 @@ class Connection:
             max_frame = self._max_message
         self._max_frame = max_frame
         self._fragments = self.config.fragments
+        if self._fragments:
+            # Fragment mode holds one frame (inflated: one step) at a time, never a message: each frame
+            # is bounded by `max_frame_size` (default `max_message_size`); a message's total is the
+            # reader's to bound (the adapters' receive() bounds what it joins by `max_message_size`).
+            self._max_message = None
         # receive_data's fast path takes data frames up to this length (-1: none, in fragment mode).
         small = _SMALL if max_frame is None else min(_SMALL, max_frame)
         self._small_limit = -1 if self._fragments else small
@@ -621,7 +626,10 @@ class Connection:
         if self._msg_compressed:
             assert self.deflate is not None
             limit = None if self._max_message is None else self._max_message - self._msg_size
-            if not fin and not self._fragments:
+            if self._fragments:
+                self._inflated_pieces(payload, fin, opcode)
+                return
+            if not fin:
                 self._inflated_fragment(self.deflate.decompress_parts(payload, fin, limit))
                 return
             payload = self.deflate.decompress(payload, fin, limit)
@@ -652,6 +660,39 @@ class Connection:
             self.pending_events.append(WSMessage(_BINARY, payload, None))
         else:
             _add_part(self._msg_parts, payload)
+        if fin:
+            self._msg_opcode = 0
+            self._msg_size = 0
+            self._msg_compressed = False
+
+    def _inflated_pieces(self, payload: bytes, fin: bool, opcode: int) -> None:
+        """Fragment mode: deliver a compressed frame as the inflation steps' outputs, one event each,
+        so that a reader streaming the message holds a step (16 KiB), not the inflated frame. The
+        frame's inflated size is bounded by `max_frame_size` (and what `max_message_size` leaves)."""
+        assert self.deflate is not None
+        limit = self._max_frame
+        if self._max_message is not None:
+            left = self._max_message - self._msg_size
+            limit = left if limit is None else min(limit, left)
+        pieces = self.deflate.decompress_parts(payload, fin, limit)
+        pieces.reverse()  # consumed from the end, so that each piece is freed once delivered
+        text = self._msg_opcode == 1
+        append = self.pending_events.append
+        msg_type = (_TEXT if text else _BINARY) if opcode else _CONTINUATION
+        while pieces:
+            piece = pieces.pop()
+            last = not pieces
+            if not piece and not last and msg_type is _CONTINUATION:
+                continue  # an empty step: nothing to deliver (the first and the last always are)
+            self._msg_size += len(piece)
+            data: str | bytes = piece
+            if text:
+                try:
+                    data = self._utf8.decode(piece, fin and last)
+                except UnicodeDecodeError:
+                    raise ProtocolError("text message is not valid UTF-8 (RFC 6455 §8.1)", 1007) from None
+            append(WSMessage(msg_type, data, fin and last))
+            msg_type = _CONTINUATION
         if fin:
             self._msg_opcode = 0
             self._msg_size = 0

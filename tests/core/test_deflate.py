@@ -340,6 +340,26 @@ class TestRsv1:
         assert [e.extra for e in events] == [False, True]
 
     @ROLES
+    def test_fragment_mode_inflates_a_frame_step_by_step(self, client: bool) -> None:
+        """Fragment mode delivers a compressed frame as its inflation steps (at most 16 KiB each), so
+        a reader streaming it never holds the inflated frame; the frame's inflated size is bounded by
+        `max_frame_size`, and text is decoded across steps."""
+        conn = open_connection(
+            client, WSConfig(fragments=True, max_frame_size=1 << 20), deflate=PerMessageDeflate()
+        )
+        text = "é" * 300_000  # 600 000 bytes: characters cut between steps
+        conn.receive_data(peer_frame(conn, 0x1, deflated(text.encode()), rsv1=True))
+        events = conn.events()
+        assert len(events) > 30
+        assert max(len(e.data) for e in events) <= 16 * 1024
+        assert [e.type for e in events] == [WSMsgType.TEXT] + [WSMsgType.CONTINUATION] * (len(events) - 1)
+        assert [e.extra for e in events] == [False] * (len(events) - 1) + [True]
+        assert "".join(e.data for e in events) == text
+        bomb = deflated(b"\0" * (1 << 20 + 1))
+        conn.receive_data(peer_frame(conn, 0x2, bomb, rsv1=True))
+        assert error_of(conn) == 1009
+
+    @ROLES
     def test_invalid_deflate_data_fails_with_1002(self, client: bool) -> None:
         conn = open_connection(client, deflate=PerMessageDeflate())
         conn.receive_data(peer_frame(conn, 0x2, b"\xff\xff\xff\xff", rsv1=True))

@@ -279,13 +279,29 @@ class TestLimits:
         assert [len(e.data) for e in conn.events()] == [1000]
 
     @ROLES
-    @pytest.mark.parametrize("fragment_mode", [False, True])
-    def test_fragments_add_up(self, client: bool, fragment_mode: bool) -> None:
+    def test_fragments_add_up(self, client: bool) -> None:
         """The limit is on the message: fragments that each fit but together do not fail when the
         header of the one that crosses the limit arrives."""
-        conn = open_connection(client, WSConfig(max_message_size=1000, fragments=fragment_mode))
+        conn = open_connection(client, WSConfig(max_message_size=1000))
         conn.receive_data(peer_frame(conn, 0x1, b"a" * 600, fin=False))
         conn.receive_data(peer_frame(conn, 0x0, b"", length=401))
+        assert error_of(conn) == 1009
+
+    @ROLES
+    def test_fragment_mode_bounds_each_frame_not_the_message(self, client: bool) -> None:
+        """In fragment mode nothing holds the message: frames that add up past `max_message_size`
+        are delivered (the reader bounds what it joins), and each frame is bounded by
+        `max_frame_size`, which defaults to `max_message_size`."""
+        conn = open_connection(client, WSConfig(max_message_size=1000, fragments=True))
+        conn.receive_data(peer_frame(conn, 0x1, b"a" * 600, fin=False))
+        conn.receive_data(peer_frame(conn, 0x0, b"b" * 600, fin=False))
+        conn.receive_data(peer_frame(conn, 0x0, b"c" * 1000))
+        assert [(e.type, len(e.data), e.extra) for e in conn.events()] == [
+            (WSMsgType.TEXT, 600, False),
+            (WSMsgType.CONTINUATION, 600, False),
+            (WSMsgType.CONTINUATION, 1000, True),
+        ]
+        conn.receive_data(peer_frame(conn, 0x2, b"", length=1001))
         assert error_of(conn) == 1009
 
     @ROLES
