@@ -137,7 +137,7 @@ class ClientConnection(Connection):
                 continue  # 1xx other than 101 (e.g. 100 Continue) carry nothing for us
             if isinstance(event, h11.Response):
                 self._refusal = event
-                self.response_headers = normalize_headers(event.headers)
+                self.response_headers = normalize_headers(event.headers.raw_items())
             elif isinstance(event, h11.Data):
                 room = _MAX_ERROR_BODY - len(self._refusal_body)
                 self._refusal_body += event.data[: max(room, 0)]
