@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from wscore import (
+    ClientConnection,
     Connection,
     ConnectionClosed,
     HandshakeError,
@@ -55,6 +56,8 @@ from .api import (
 from .client import client_connection
 from .connection import HIGH_WATER, WebSocketAPI, connection_closed, write_timed_out
 from .options import ClientKwargs, ClientOptions, ServerOptions, with_options
+from .reconnect import StreamConnect
+from .redirect import follow_redirects
 from .server import ConnectionLimit, ProcessRequest, answer_request, handler_close, logger
 
 if TYPE_CHECKING:
@@ -769,10 +772,24 @@ async def connect_stream(
 ) -> AsyncIterator[Any]:
     """The body of every adapter's `connect()`: `open_stream(options, parsed_url)` (TCP, TLS) and the opening
     handshake within `open_timeout` (`WSTimeoutError`), then the connection for the `async with` body.
-    `io` overrides `ws_class.io` (an adapter's primitives for the running event loop)."""
-    open_timeout = options.open_timeout
+    `io` overrides `ws_class.io` (an adapter's primitives for the running event loop). Redirects are
+    followed (`redirect.follow_redirects`)."""
     if io is None:
         io = ws_class.io
+    stream, conn = await follow_redirects(partial(_client_handshake, io, open_stream), url, options)
+    ws = ws_class(stream, conn, io=io, **options.connection_args)
+    async with ws.running() as running:
+        yield running
+
+
+async def _client_handshake(
+    io: IOBackend,
+    open_stream: Callable[[ClientOptions, WSURL], Awaitable[Any]],
+    url: str,
+    options: ClientOptions,
+) -> tuple[Any, ClientConnection]:
+    """One connection attempt: the stream and the core connection once the upgrade succeeded."""
+    open_timeout = options.open_timeout
     parsed, conn = client_connection(url, options)
     stream: Any = None
     try:
@@ -804,9 +821,7 @@ async def connect_stream(
             with io.cancel_scope(shield=True):
                 await io.aclose(stream)
         raise WSTimeoutError(f"opening handshake not finished within {open_timeout} s")
-    ws = ws_class(stream, conn, io=io, **options.connection_args)
-    async with ws.running() as running:
-        yield running
+    return stream, conn
 
 
 def wrap_stream(
@@ -840,7 +855,7 @@ _Wc_co = TypeVar("_Wc_co", bound=StreamWebSocket, covariant=True)
 class Connect(Protocol[_Wc_co]):
     """An adapter's `connect()`."""
 
-    def __call__(self, url: str, **options: Unpack[ClientKwargs]) -> AbstractAsyncContextManager[_Wc_co]: ...
+    def __call__(self, url: str, **options: Unpack[ClientKwargs]) -> StreamConnect[_Wc_co]: ...
 
 
 class Wrap(Protocol[_Wc_co]):
@@ -866,17 +881,20 @@ def stream_client(
     stream (TCP, TLS) and, when its primitives depend on the running event loop, `io_of()`."""
 
     @with_options(ClientOptions)
-    def connect(url: str, **options: Unpack[ClientKwargs]) -> AbstractAsyncContextManager[_W]:
+    def connect(url: str, **options: Unpack[ClientKwargs]) -> StreamConnect[_W]:
         """Open a client connection to a ws:// or wss:// URL, as an async context manager.
 
         The options are `ClientOptions`' (aiohttp's `ws_connect` names): `ssl` an `SSLContext` (False:
         no verification), `server_hostname` the name the certificate must match (default: the URL's
         host), `sock` an already connected socket (the URL still gives the Host header and TLS name).
         A refused upgrade raises `HandshakeError`; `open_timeout` bounds TCP, TLS and handshake
-        (`WSTimeoutError`). Leaving the block closes the connection (1001 if cancelled).
+        (`WSTimeoutError`). Leaving the block closes the connection (1001 if cancelled). Redirects
+        are followed (`max_redirects`); `async for ws in connect(url)` reconnects after each drop
+        (`_wscore_kit.reconnect`).
         """
         opts = ClientOptions.of(options)  # a wrong option fails here, before anything else
-        return connect_stream(ws_class, open_stream, url, opts, io_of() if io_of is not None else None)
+        io = io_of() if io_of is not None else ws_class.io
+        return StreamConnect(partial(connect_stream, ws_class, open_stream, url, opts, io), io, opts)
 
     def wrap(
         stream: Any,

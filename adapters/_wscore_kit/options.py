@@ -10,7 +10,7 @@ each other.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
@@ -18,6 +18,7 @@ from wscore import DeflateOptions, WSConfig
 from wscore.handshake import HeadersLike, SubprotocolSelector
 
 from .api import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, WSTimeout, make_config
+from .reconnect import backoff
 from .server import Origins, ProcessRequest
 
 if TYPE_CHECKING:  # annotations only: the kit imports no I/O module
@@ -60,6 +61,9 @@ class ClientKwargs(_CommonKwargs, total=False):
     origin: str | None
     ssl: ssl_module.SSLContext | bool | None
     server_hostname: str | None
+    max_redirects: int
+    max_attempts: int | None
+    reconnect_delays: Callable[[], Iterator[float]]
     sock: socket.socket | None
 
 
@@ -173,6 +177,9 @@ class ClientOptions(_Options):
       `max_queue`: received messages held before reading from the socket pauses.
     - `write_timeout`: a send blocked by a peer that does not read drops the connection after that
       long (1006, `WSTimeoutError`); None: wait forever.
+    - `max_redirects`: 301/302/303/307/308 answers followed (`_wscore_kit.redirect`).
+    - `max_attempts`, `reconnect_delays`: `async for ws in connect(url)` gives up after that many
+      failed attempts in a row (None: never) and waits those delays (`_wscore_kit.reconnect`).
     - `ssl`: an `SSLContext`, True (default verification) or False (none); `server_hostname`: the name
       the certificate must match; `sock`: an already connected socket to use instead of connecting.
     """
@@ -181,6 +188,9 @@ class ClientOptions(_Options):
     origin: str | None = None
     ssl: ssl_module.SSLContext | bool | None = None
     server_hostname: str | None = None
+    max_redirects: int = 10
+    max_attempts: int | None = None
+    reconnect_delays: Callable[[], Iterator[float]] = backoff
     sock: socket.socket | None = None
 
 

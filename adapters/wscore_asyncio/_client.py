@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from _wscore_kit.api import client_ssl_context
 from _wscore_kit.client import client_connection
 from _wscore_kit.options import ClientKwargs, ClientOptions, with_options
+from _wscore_kit.reconnect import ClosingSession, Reconnecting
+from _wscore_kit.redirect import follow_redirects
 from wscore import WSTimeoutError
 
 from ._connection import WebSocket
@@ -54,7 +56,9 @@ class connect(Opener[WebSocket]):
 
     `await connect(url)` returns a `WebSocket`; `async with connect(url) as ws:` also closes it on exit.
     A refused upgrade raises `HandshakeError` (with `status`, `headers`, `body`); the handshake and TCP
-    connect are bounded by `open_timeout` (`WSTimeoutError`).
+    connect are bounded by `open_timeout` (`WSTimeoutError`). Redirects are followed (`max_redirects`);
+    `async for ws in connect(url):` gives a fresh connection after each drop (`max_attempts`,
+    `reconnect_delays`; see `_wscore_kit.reconnect`).
 
     - `protocols`: subprotocols to offer; `headers`: extra request headers; `origin`: the Origin header.
     - `timeout=WSTimeout(receive=, close=)`: the default bound of each `receive()`, and of the close.
@@ -73,4 +77,12 @@ class connect(Opener[WebSocket]):
         self._url = url
 
     async def _open(self) -> WebSocket:
-        return await _open(self._url, self._options)
+        return await follow_redirects(_open, self._url, self._options)
+
+    def __aiter__(self) -> Reconnecting[WebSocket]:
+        """`async for ws in connect(url)`: a fresh connection after each drop (`_wscore_kit.reconnect`)."""
+
+        async def open_session() -> ClosingSession[WebSocket]:
+            return ClosingSession(await self._open())
+
+        return Reconnecting(open_session, asyncio.sleep, self._options)
