@@ -225,6 +225,14 @@ class ServerOptions(_Options):
     reuse_port: bool = False
     max_connections: int | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reuse_port:
+            import socket as socket_module  # the kit loads no I/O module until a server is made
+
+            if not hasattr(socket_module, "SO_REUSEPORT"):
+                raise ValueError("reuse_port needs SO_REUSEPORT, which this platform does not have")
+
 
 ACCEPT_OPTIONS = tuple(AcceptKwargs.__annotations__)
 """The names `accept_socket()` takes: a server's options less those of listening."""

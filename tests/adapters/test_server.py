@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from contextlib import AsyncExitStack
 from typing import Any
@@ -230,3 +231,23 @@ async def test_compression_declined_by_server(adapter: Adapter) -> None:
         assert ws.core.deflate is None
         await ws.send_str("plain")
         assert await ws.receive_str() == "plain"
+
+
+async def test_reuse_port_where_the_platform_lacks_it_is_a_clear_error(
+    adapter: Adapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve(reuse_port=True)` on a platform without SO_REUSEPORT: a ValueError that says so, the
+    same on every adapter (not each I/O library's own error, or none)."""
+    monkeypatch.delattr(socket, "SO_REUSEPORT")
+
+    async def handler(ws: Any) -> None:
+        pass
+
+    with pytest.raises(Exception) as info:  # trio and anyio raise it through the test's task group
+        async with adapter.run_server(handler, reuse_port=True):
+            pass
+    error: BaseException = info.value
+    while getattr(error, "exceptions", ()) and len(error.exceptions) == 1:  # type: ignore[attr-defined]
+        error = error.exceptions[0]  # type: ignore[attr-defined]
+    assert isinstance(error, ValueError)
+    assert str(error) == "reuse_port needs SO_REUSEPORT, which this platform does not have"
