@@ -18,6 +18,7 @@ from wscore import DeflateOptions, WSConfig
 from wscore.handshake import HeadersLike, SubprotocolSelector
 
 from .api import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, WSTimeout, make_config
+from .proxy import ProxyOption
 from .reconnect import backoff
 from .server import Origins, ProcessRequest
 
@@ -65,6 +66,7 @@ class ClientKwargs(_CommonKwargs, total=False):
     max_attempts: int | None
     reconnect_delays: Callable[[], Iterator[float]]
     sock: socket.socket | None
+    proxy: ProxyOption
 
 
 class AcceptKwargs(_CommonKwargs, total=False):
@@ -182,6 +184,9 @@ class ClientOptions(_Options):
       failed attempts in a row (None: never) and waits those delays (`_wscore_kit.reconnect`).
     - `ssl`: an `SSLContext`, True (default verification) or False (none); `server_hostname`: the name
       the certificate must match; `sock`: an already connected socket to use instead of connecting.
+    - `proxy`: an HTTP CONNECT (`http://user:pass@host:port`) or SOCKS (`socks5://`, `socks5h://`,
+      `socks4://`, the `socks` extra) proxy URL; True (default): from the environment (HTTPS_PROXY,
+      HTTP_PROXY, ALL_PROXY, NO_PROXY, as urllib reads them); None: connect directly.
     """
 
     headers: HeadersLike | Mapping[str, str] | None = None
@@ -192,6 +197,7 @@ class ClientOptions(_Options):
     max_attempts: int | None = None
     reconnect_delays: Callable[[], Iterator[float]] = backoff
     sock: socket.socket | None = None
+    proxy: ProxyOption = True
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from wscore import (
 from .api import DEFAULT_MAX_QUEUE, WSTimeout
 from .connection import broadcast, echo_handler
 from .hub import HubMessage, HubUnavailable, Room, Subscription
+from .proxy import ProxyError
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidStateError",
     "MessageTooBig",
     "ProtocolError",
+    "ProxyError",
     "Request",
     "Room",
     "Subscription",

@@ -34,6 +34,7 @@ from _wscore_kit import public as _public
 from _wscore_kit.api import WSURL, client_ssl_context
 from _wscore_kit.driver import StreamServer, StreamWebSocket, listen_options, stream_client
 from _wscore_kit.options import ClientOptions, ServerKwargs, ServerOptions, with_options
+from _wscore_kit.proxy import Proxy, asyncio_create_connection, http_connect, select_proxy, socks_connect
 from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
 from _wscore_kit.server import logger
 from _wscore_kit.tls_accept import TLSAcceptor, supported
@@ -62,18 +63,23 @@ async def _open_stream(options: ClientOptions, url: WSURL) -> anyio.abc.ByteStre
     ssl, server_hostname, sock = options.ssl, options.server_hostname, options.sock
     context = client_ssl_context(ssl) if url.secure else None
     hostname = server_hostname or url.host
+    proxy = None if sock is not None else select_proxy(options.proxy, url)
     if _on_asyncio():
         loop = asyncio.get_running_loop()
         stream = _AsyncioStream()
         tls: dict[str, Any] = {} if context is None else {"ssl": context, "server_hostname": hostname}
         if sock is not None:
             await loop.create_connection(lambda: stream, sock=sock, **tls)
+        elif proxy is not None:
+            await asyncio_create_connection(loop, lambda: stream, proxy, url, **tls)
         else:
             await loop.create_connection(lambda: stream, url.host, url.port, happy_eyeballs_delay=0.25, **tls)
         return stream
     if sock is not None:
         _nodelay(sock)
         tcp: anyio.abc.ByteStream = await anyio.abc.SocketStream.from_socket(sock)
+    elif proxy is not None:
+        tcp = await _tunnel(proxy, url)
     else:
         tcp = await anyio.connect_tcp(url.host, url.port)
     if context is None:
@@ -83,6 +89,27 @@ async def _open_stream(options: ClientOptions, url: WSURL) -> anyio.abc.ByteStre
     except BaseException:
         await anyio.aclose_forcefully(tcp)
         raise
+
+
+async def _tunnel(proxy: Proxy, url: WSURL) -> anyio.abc.SocketStream:
+    """A TCP stream to `url`'s host through `proxy` (the kit's CONNECT exchange, or python-socks)."""
+    if proxy.is_socks:
+        stream: anyio.abc.SocketStream = await socks_connect("anyio", proxy, url.host, url.port)
+        return stream
+    tcp = await anyio.connect_tcp(proxy.host, proxy.port)
+    try:
+
+        async def receive() -> bytes:
+            try:
+                return await tcp.receive()
+            except anyio.EndOfStream:
+                return b""
+
+        await http_connect(proxy, url.host, url.port, tcp.send, receive)
+    except BaseException:
+        await anyio.aclose_forcefully(tcp)
+        raise
+    return tcp
 
 
 connect, wrap_stream = stream_client(WebSocket, _open_stream, _current_io)

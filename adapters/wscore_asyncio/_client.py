@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from _wscore_kit.api import client_ssl_context
 from _wscore_kit.client import client_connection
 from _wscore_kit.options import ClientKwargs, ClientOptions, with_options
+from _wscore_kit.proxy import asyncio_create_connection, select_proxy
 from _wscore_kit.reconnect import ClosingSession, Reconnecting
 from _wscore_kit.redirect import follow_redirects
 from wscore import WSTimeoutError
@@ -31,9 +32,12 @@ async def _open(url: str, options: ClientOptions) -> WebSocket:
     if context is not None:
         server_hostname = options.server_hostname
         kwargs["server_hostname"] = server_hostname if server_hostname is not None else parsed.host
+    proxy = None if options.sock is not None else select_proxy(options.proxy, parsed)
     if options.sock is not None:
         kwargs["sock"] = options.sock
         connecting = loop.create_connection(lambda: ws, **kwargs)
+    elif proxy is not None:
+        connecting = asyncio_create_connection(loop, lambda: ws, proxy, parsed, **kwargs)
     else:
         connecting = loop.create_connection(lambda: ws, parsed.host, parsed.port, **kwargs)
     try:
