@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import pytest
 
 from _wscore_kit.api import parse_url
@@ -27,10 +28,11 @@ from _wscore_kit.proxy import (
     proxy_bypass,
     select_proxy,
 )
-from wscore import HandshakeError
+from wscore import HandshakeError, WSTimeoutError
 
 from ..conftest import free_port
 from .conftest import Adapter
+from .test_client import silent_tcp_server
 
 # pproxy picks uvloop when it is installed, and uvloop has no loop for its get_event_loop(): run it
 # on asyncio's own loop.
@@ -195,6 +197,19 @@ async def test_unreachable_proxy_is_an_os_error(adapter: Adapter, clean_env: pyt
     with pytest.raises(OSError):
         async with adapter.connect("ws://127.0.0.1:9/", proxy=f"http://127.0.0.1:{free_port()}"):
             pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+async def test_open_timeout_bounds_a_silent_proxy(
+    adapter: Adapter, scheme: str, clean_env: pytest.MonkeyPatch
+) -> None:
+    """A proxy that accepts and never answers: the tunnel counts against `open_timeout`."""
+    async with silent_tcp_server() as silent:
+        proxy = f"{scheme}://127.0.0.1:{_port(silent)}"
+        with anyio.fail_after(10), pytest.raises(WSTimeoutError):
+            async with adapter.connect("ws://127.0.0.1:9/", proxy=proxy, open_timeout=0.2):
+                pass
 
 
 @pytest.mark.anyio
