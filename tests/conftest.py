@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,18 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_proxy_from_the_environment() -> Iterator[None]:
+    """Every client connects to 127.0.0.1 directly, whatever proxy the machine running the tests is
+    set up with (connect() reads HTTP_PROXY and the rest by default); tests/adapters/test_proxy.py
+    sets its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.lower().endswith("_proxy"):
+                patch.delenv(name)
+        yield
 
 
 @pytest.fixture
