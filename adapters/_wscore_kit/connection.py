@@ -44,6 +44,7 @@ from wscore import (
     encode_frame,
 )
 
+from . import streaming
 from .api import (
     DEFAULT_MAX_QUEUE_BYTES,
     close_args,
@@ -375,6 +376,8 @@ class WebSocketAPI:
             and self._unread_bytes() <= self._max_queue_bytes // 4
         ):
             self._resume_reading()
+        if msg.extra.__class__ is bool:  # a fragment: only in fragment mode (fragments=True)
+            return await streaming.assemble(self, msg, timeout)
         if msg.type is _CLOSE_MSG and self._autoclose:
             self._answer_close()
         return msg
@@ -411,7 +414,20 @@ class WebSocketAPI:
             raise StopAsyncIteration
         return msg
 
+    def receive_stream(self, timeout: float | None = None) -> streaming.ReceiveStream:
+        """`async for chunk in ws.receive_stream()`: the next TEXT (str chunks) or BINARY (bytes)
+        message piece by piece, as its frames arrive (with `fragments=True`; else whole, in one chunk).
+        See `streaming.ReceiveStream`."""
+        return streaming.ReceiveStream(self, timeout)
+
     # -- sending ---------------------------------------------------------------------------------
+
+    async def send_stream(self, chunks: streaming.Chunks, compress: bool | int | None = None) -> None:
+        """Send one message from an iterable or async iterable of chunks, all str (TEXT) or all
+        bytes-like (BINARY): one frame per chunk as it comes, waiting for back-pressure between chunks,
+        so memory holds about one chunk. No chunks: no message. If the chunks raise (or the call is
+        cancelled) mid-message, the connection closes with 1011 and the error propagates."""
+        await streaming.send_stream(self, chunks, compress)
 
     async def send_str(self, data: str, compress: bool | int | None = None) -> None:
         """Send a text message; `compress` overrides whether this one is compressed (None: the

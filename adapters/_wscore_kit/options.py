@@ -50,6 +50,7 @@ class _CommonKwargs(TypedDict, total=False):
     compress: bool | int | DeflateOptions | None
     max_msg_size: int | None
     max_frame_size: int | None
+    fragments: bool
     max_queue: int
     max_queue_bytes: int | None
     write_timeout: float | None
@@ -106,6 +107,10 @@ class _Options:
     autoclose: bool = True
     max_msg_size: int | None = 4 * _MiB
     max_frame_size: int | None = None
+    fragments: bool = False
+    """Deliver each frame as it arrives, for `receive_stream()`: `max_msg_size` then bounds what
+    `receive()` joins, not a streamed message, and each frame is bounded by `max_frame_size`
+    (default: `max_msg_size`)."""
     max_queue: int = DEFAULT_MAX_QUEUE
     max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES
     """Received data held unread (bytes of binary messages, characters of text) at which reading
@@ -146,6 +151,7 @@ class _Options:
             compress=self.compress,
             max_msg_size=self.max_msg_size,
             max_frame_size=self.max_frame_size,
+            fragments=self.fragments,
         )
 
     @property
