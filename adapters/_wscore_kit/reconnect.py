@@ -169,6 +169,10 @@ class Reconnecting(Generic[_W]):
                     delays = self._delays_of()
                 delay = next(delays)
                 logger.info("connect failed (%s); retrying in %.3f s", exc, delay)
+                # The swallowed error's traceback holds this frame: were the error kept alive by a
+                # cycle (asyncio's often are), this iterator would outlive a `break` in the loop,
+                # and so would its connection.
+                exc.__traceback__ = None
                 continue
             self._session = session
             return session.ws
@@ -277,7 +281,10 @@ class HostedSession(Generic[_W]):
             raise
         if self._error is not None:
             error, self._error = self._error, None
-            raise error
+            try:
+                raise error
+            finally:
+                del error  # no cycle through this frame (see `Reconnecting.__anext__`)
         return self
 
     async def _host(self) -> None:
