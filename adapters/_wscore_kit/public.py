@@ -24,6 +24,7 @@ from .api import DEFAULT_MAX_QUEUE, WSTimeout
 from .connection import broadcast, echo_handler
 from .hub import HubMessage, HubUnavailable, Room, Subscription
 from .proxy import ProxyError
+from .reconnect import backoff
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
@@ -46,6 +47,7 @@ __all__ = [
     "WSMsgType",
     "WSTimeout",
     "WSTimeoutError",
+    "backoff",
     "broadcast",
     "echo_handler",
 ]
