@@ -190,9 +190,10 @@ class ClientOptions(_Options):
       failed attempts in a row (None: never) and waits those delays (`_wscore_kit.reconnect`).
     - `ssl`: an `SSLContext`, True (default verification) or False (none); `server_hostname`: the name
       the certificate must match; `sock`: an already connected socket to use instead of connecting.
-    - `proxy`: an HTTP CONNECT (`http://user:pass@host:port`) or SOCKS (`socks5://`, `socks5h://`,
-      `socks4://`, the `socks` extra) proxy URL; True (default): from the environment (HTTPS_PROXY,
-      HTTP_PROXY, ALL_PROXY, NO_PROXY, as urllib reads them); None: connect directly.
+    - `proxy`: an HTTP CONNECT (`http://user:pass@host:port`, `https://` with `ssl=` for both hops) or
+      SOCKS (`socks5://`, `socks5h://`, `socks4://`, the `socks` extra) proxy URL; True (default):
+      from the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, as urllib reads them);
+      None: connect directly.
     """
 
     headers: HeadersLike | Mapping[str, str] | None = None

@@ -4,8 +4,10 @@
   read the way `urllib.request.getproxies_environment()` and `proxy_bypass_environment()` read it —
   `<scheme>_proxy` in either case, the lower-case one winning, `NO_PROXY` host suffixes, `*`).
   wss:// uses `WSS_PROXY`, then `HTTPS_PROXY`, then `ALL_PROXY`; ws:// `WS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`.
-- HTTP CONNECT (`http://` proxies, Basic auth from the URL's userinfo) as a sans-I/O exchange on h11
-  (`ConnectExchange`), driven by `http_connect()` over any pair of send/receive coroutines.
+- HTTP CONNECT (`http://` and `https://` proxies, Basic auth from the URL's userinfo) as a sans-I/O
+  exchange on h11 (`ConnectExchange`), driven by `http_connect()` over any pair of send/receive
+  coroutines. An https:// proxy is reached over TLS (`proxy_ssl_context`: connect()'s `ssl=`), and
+  wss:// through it is TLS inside that TLS.
 - SOCKS 4/5 through python-socks (the `socks` extra), with the backend of the caller's I/O library.
 
 A refused tunnel is a `ProxyError`: a `HandshakeError` that names the proxy (never its password) and
@@ -19,18 +21,19 @@ import base64
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import unquote, urlsplit
 
 import h11
 
 from wscore import HandshakeError
 
-from .api import WSURL
+from .api import WSURL, client_ssl_context
 
 if TYPE_CHECKING:
     import asyncio
     import socket
+    import ssl as ssl_module
 
 __all__ = [
     "ConnectExchange",
@@ -43,6 +46,7 @@ __all__ = [
     "http_connect",
     "parse_proxy",
     "proxy_bypass",
+    "proxy_ssl_context",
     "select_proxy",
     "socks_connect",
 ]
@@ -164,20 +168,21 @@ def select_proxy(option: ProxyOption, url: WSURL, environ: Mapping[str, str] | N
     if option is not True:
         if not isinstance(option, str):
             raise TypeError(f"proxy must be a URL string, True or None, not {type(option).__name__}")
-        return _supported(parse_proxy(option))
+        return parse_proxy(option)
     proxies = environment_proxies(environ)
     if proxy_bypass(url.host, url.port, proxies):
         return None
     for key in ("wss", "https", "all") if url.secure else ("ws", "http", "all"):
         if key in proxies:
-            return _supported(parse_proxy(proxies[key]))
+            return parse_proxy(proxies[key])
     return None
 
 
-def _supported(proxy: Proxy) -> Proxy:
-    if proxy.scheme == "https":
-        raise ValueError(f"proxy {proxy.display}: TLS to the proxy itself (https://) is not supported yet")
-    return proxy
+def proxy_ssl_context(proxy: Proxy, ssl: ssl_module.SSLContext | bool | None) -> ssl_module.SSLContext | None:
+    """The TLS context for the connection to an https:// proxy (None for the others): `connect()`'s
+    `ssl=` read as for a wss:// URL (a context as is, True/None default verification, False none),
+    one context for both hops, as aiohttp does; the proxy's certificate must match its host name."""
+    return client_ssl_context(ssl) if proxy.scheme == "https" else None
 
 
 def _authority(host: str, port: int) -> str:
@@ -201,11 +206,11 @@ class ConnectExchange:
         self._refusal: h11.Response | None = None
         self._body = bytearray()
 
-    def receive_data(self, data: bytes) -> bool:
+    def receive_data(self, data: bytes | bytearray) -> bool:
         """Feed bytes from the proxy (b"" at EOF); True once the tunnel is open."""
         if not data and self._refusal is None:
             raise ProxyError(self._proxy, f"closed the connection before answering CONNECT {self._target}")
-        self._h11.receive_data(data)
+        self._h11.receive_data(bytes(data))
         while True:
             try:
                 event = self._h11.next_event()
@@ -247,7 +252,7 @@ async def http_connect(
     host: str,
     port: int,
     send: Callable[[bytes], Awaitable[object]],
-    receive: Callable[[], Awaitable[bytes]],
+    receive: Callable[[], Awaitable[bytes | bytearray]],
 ) -> None:
     """Open an HTTP CONNECT tunnel to `host:port` over a connection to the proxy."""
     exchange = ConnectExchange(proxy, host, port)
@@ -339,9 +344,87 @@ async def asyncio_create_connection(
     protocol_factory: Callable[[], Any],
     proxy: Proxy,
     url: WSURL,
+    *,
+    proxy_ssl: ssl_module.SSLContext | None = None,
     **kwargs: Any,
 ) -> tuple[Any, Any]:
     """`loop.create_connection(protocol_factory, **kwargs)` to `url` through `proxy`: TLS (`ssl=`,
-    `server_hostname=`) runs end to end with the target over the tunnelled socket."""
-    sock = await asyncio_proxy_socket(proxy, url.host, url.port)
-    return await loop.create_connection(protocol_factory, sock=sock, **kwargs)
+    `server_hostname=`) runs end to end with the target over the tunnelled socket. An https://
+    proxy (`proxy_ssl`, see `proxy_ssl_context`) carries the tunnel in its own TLS, with the
+    target's TLS inside it (`loop.start_tls` over the proxy's TLS transport)."""
+    if proxy_ssl is None:
+        sock = await asyncio_proxy_socket(proxy, url.host, url.port)
+        return await loop.create_connection(protocol_factory, sock=sock, **kwargs)
+    tunnel = _AsyncioTunnel(loop)
+    transport, _ = await loop.create_connection(
+        lambda: cast(Any, tunnel), proxy.host, proxy.port, ssl=proxy_ssl, server_hostname=proxy.host
+    )
+    try:
+        await http_connect(proxy, url.host, url.port, tunnel.send, tunnel.receive)
+        if kwargs.get("ssl") is not None:
+            try:
+                inner: Any = await loop.start_tls(
+                    transport, cast(Any, tunnel), kwargs["ssl"], server_hostname=kwargs.get("server_hostname")
+                )
+            except TypeError as exc:  # Python 3.10's asyncio: start_tls() takes no TLS transport
+                raise NotImplementedError(
+                    f"wss:// through the https:// proxy {proxy.display} needs TLS inside TLS, which this"
+                    " event loop cannot do (Python 3.11+ or uvloop can)"
+                ) from exc
+            transport = inner
+    except BaseException:
+        transport.abort()
+        raise
+    protocol = protocol_factory()
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    return transport, protocol
+
+
+class _AsyncioTunnel:
+    """The protocol of an https:// proxy's transport while the CONNECT exchange runs (duck-typed
+    `asyncio.Protocol`: the kit loads no I/O module)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._transport: Any = None
+        self._buffer = bytearray()
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._eof = True
+        self._wake()
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def send(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    async def receive(self) -> bytes:
+        while not self._buffer and not self._eof:
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data

@@ -34,7 +34,14 @@ from _wscore_kit import public as _public
 from _wscore_kit.api import WSURL, client_ssl_context
 from _wscore_kit.driver import StreamServer, StreamWebSocket, listen_options, stream_client
 from _wscore_kit.options import ClientOptions, ServerKwargs, ServerOptions, with_options
-from _wscore_kit.proxy import Proxy, asyncio_create_connection, http_connect, select_proxy, socks_connect
+from _wscore_kit.proxy import (
+    Proxy,
+    asyncio_create_connection,
+    http_connect,
+    proxy_ssl_context,
+    select_proxy,
+    socks_connect,
+)
 from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
 from _wscore_kit.server import logger
 from _wscore_kit.tls_accept import TLSAcceptor, supported
@@ -71,7 +78,8 @@ async def _open_stream(options: ClientOptions, url: WSURL) -> anyio.abc.ByteStre
         if sock is not None:
             await loop.create_connection(lambda: stream, sock=sock, **tls)
         elif proxy is not None:
-            await asyncio_create_connection(loop, lambda: stream, proxy, url, **tls)
+            proxy_ssl = proxy_ssl_context(proxy, ssl)
+            await asyncio_create_connection(loop, lambda: stream, proxy, url, proxy_ssl=proxy_ssl, **tls)
         else:
             await loop.create_connection(lambda: stream, url.host, url.port, happy_eyeballs_delay=0.25, **tls)
         return stream
@@ -79,7 +87,7 @@ async def _open_stream(options: ClientOptions, url: WSURL) -> anyio.abc.ByteStre
         _nodelay(sock)
         tcp: anyio.abc.ByteStream = await anyio.abc.SocketStream.from_socket(sock)
     elif proxy is not None:
-        tcp = await _tunnel(proxy, url)
+        tcp = await _tunnel(proxy, url, ssl)
     else:
         tcp = await anyio.connect_tcp(url.host, url.port)
     if context is None:
@@ -91,13 +99,19 @@ async def _open_stream(options: ClientOptions, url: WSURL) -> anyio.abc.ByteStre
         raise
 
 
-async def _tunnel(proxy: Proxy, url: WSURL) -> anyio.abc.SocketStream:
-    """A TCP stream to `url`'s host through `proxy` (the kit's CONNECT exchange, or python-socks)."""
+async def _tunnel(proxy: Proxy, url: WSURL, ssl: ssl_module.SSLContext | bool | None) -> anyio.abc.ByteStream:
+    """A stream to `url`'s host through `proxy` (the kit's CONNECT exchange, in TLS for an https://
+    proxy, or python-socks)."""
     if proxy.is_socks:
         stream: anyio.abc.SocketStream = await socks_connect("anyio", proxy, url.host, url.port)
         return stream
-    tcp = await anyio.connect_tcp(proxy.host, proxy.port)
+    tcp: anyio.abc.ByteStream = await anyio.connect_tcp(proxy.host, proxy.port)
     try:
+        context = proxy_ssl_context(proxy, ssl)
+        if context is not None:
+            tcp = await TLSStream.wrap(
+                tcp, hostname=proxy.host, ssl_context=context, standard_compatible=False
+            )
 
         async def receive() -> bytes:
             try:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from _wscore_kit.api import client_ssl_context
 from _wscore_kit.client import client_connection
 from _wscore_kit.options import ClientKwargs, ClientOptions, with_options
-from _wscore_kit.proxy import asyncio_create_connection, select_proxy
+from _wscore_kit.proxy import asyncio_create_connection, proxy_ssl_context, select_proxy
 from _wscore_kit.reconnect import ClosingSession, Reconnecting
 from _wscore_kit.redirect import follow_redirects
 from wscore import WSTimeoutError
@@ -37,7 +37,8 @@ async def _open(url: str, options: ClientOptions) -> WebSocket:
         kwargs["sock"] = options.sock
         connecting = loop.create_connection(lambda: ws, **kwargs)
     elif proxy is not None:
-        connecting = asyncio_create_connection(loop, lambda: ws, proxy, parsed, **kwargs)
+        proxy_ssl = proxy_ssl_context(proxy, options.ssl)
+        connecting = asyncio_create_connection(loop, lambda: ws, proxy, parsed, proxy_ssl=proxy_ssl, **kwargs)
     else:
         connecting = loop.create_connection(lambda: ws, parsed.host, parsed.port, **kwargs)
     try:

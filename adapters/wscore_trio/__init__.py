@@ -24,7 +24,7 @@ from _wscore_kit import public as _public
 from _wscore_kit.api import WSURL, client_ssl_context
 from _wscore_kit.driver import StreamServer, StreamWebSocket, listen_options, stream_client
 from _wscore_kit.options import ClientOptions, ServerKwargs, ServerOptions, with_options
-from _wscore_kit.proxy import Proxy, http_connect, select_proxy, socks_connect
+from _wscore_kit.proxy import Proxy, http_connect, proxy_ssl_context, select_proxy, socks_connect
 from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
 
 if TYPE_CHECKING:
@@ -49,10 +49,11 @@ class WebSocket(StreamWebSocket):
 async def _open_stream(options: ClientOptions, url: WSURL) -> trio.abc.Stream:
     ssl, server_hostname, sock = options.ssl, options.server_hostname, options.sock
     proxy = None if sock is not None else select_proxy(options.proxy, url)
+    stream: trio.abc.Stream
     if sock is not None:
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
     elif proxy is not None:
-        stream = await _tunnel(proxy, url)
+        stream = await _tunnel(proxy, url, ssl)
     else:
         stream = await trio.open_tcp_stream(url.host, url.port)
     if not url.secure:
@@ -69,12 +70,22 @@ async def _open_stream(options: ClientOptions, url: WSURL) -> trio.abc.Stream:
     return tls
 
 
-async def _tunnel(proxy: Proxy, url: WSURL) -> trio.SocketStream:
-    """A TCP stream to `url`'s host through `proxy` (the kit's CONNECT exchange, or python-socks)."""
+async def _tunnel(proxy: Proxy, url: WSURL, ssl: ssl_module.SSLContext | bool | None) -> trio.abc.Stream:
+    """A stream to `url`'s host through `proxy` (the kit's CONNECT exchange, in TLS for an https://
+    proxy, or python-socks)."""
     if proxy.is_socks:
         return trio.SocketStream(await socks_connect("trio", proxy, url.host, url.port))
-    stream = await trio.open_tcp_stream(proxy.host, proxy.port)
+    stream: trio.abc.Stream = await trio.open_tcp_stream(proxy.host, proxy.port)
     try:
+        context = proxy_ssl_context(proxy, ssl)
+        if context is not None:
+            stream = trio.SSLStream(stream, context, server_hostname=proxy.host, https_compatible=True)
+            try:
+                await stream.do_handshake()  # now, so that a certificate error is reported as itself
+            except trio.BrokenResourceError as exc:
+                if isinstance(exc.__cause__, ssl_module.SSLError):
+                    raise exc.__cause__ from None
+                raise
         await http_connect(proxy, url.host, url.port, stream.send_all, stream.receive_some)
     except BaseException:
         await trio.aclose_forcefully(stream)

@@ -66,6 +66,7 @@ class _TrioIO(IOBackend):
                 return stream._ssl_object  # trio has no public handle on the peer certificate
             if name == "peercert":
                 return stream.getpeercert()
+        while isinstance(stream, trio.SSLStream):  # nested: wss:// through an https:// proxy
             stream = stream.transport_stream
         sock = getattr(stream, "socket", None)
         if sock is None:

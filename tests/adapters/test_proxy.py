@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import pytest
+import trustme
 
 from _wscore_kit.api import parse_url
 from _wscore_kit.proxy import (
@@ -41,21 +42,26 @@ _RUN_PPROXY = (
     "runpy.run_module('pproxy', run_name='__main__')"
 )
 _USER, _PASSWORD = "alice", "s3cret"
-_KINDS = ("http", "http-auth", "socks5", "socks5-auth", "socks4")
+_KINDS = ("http", "http-auth", "https", "socks5", "socks5-auth", "socks4")
+_LISTEN = {"https": "http+ssl"}
+"""pproxy's scheme for a kind's listener, when it is not the proxy URL's."""
 
 
 @pytest.fixture(scope="module")
-def proxies() -> Iterator[dict[str, str]]:
-    """One pproxy process listening on one port per kind: name -> proxy URL (credentials included)."""
+def proxies(tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One pproxy process listening on one port per kind: name -> proxy URL (credentials included).
+    The https:// one has a certificate for 127.0.0.1 from `tls_ca` (`tls_client` trusts it)."""
+    certificate = tmp_path_factory.mktemp("proxy") / "proxy.pem"
+    tls_ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(certificate))
     ports = {kind: free_port() for kind in _KINDS}
     args = []
     for kind, port in ports.items():
         scheme = kind.partition("-")[0]
         auth = f"#{_USER}:{_PASSWORD}" if kind.endswith("-auth") else ""
-        args += ["-l", f"{scheme}://127.0.0.1:{port}{auth}"]
+        args += ["-l", f"{_LISTEN.get(scheme, scheme)}://127.0.0.1:{port}{auth}"]
     # --auth 0: pproxy would otherwise let an address that once authenticated in for 30 days.
     process = subprocess.Popen(
-        [sys.executable, "-c", _RUN_PPROXY, *args, "--auth", "0"],
+        [sys.executable, "-c", _RUN_PPROXY, *args, "--auth", "0", "--ssl", str(certificate)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -129,9 +135,10 @@ async def test_echo_through_proxy(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
     """The tunnel carries the handshake and the messages; with wss://, TLS runs end to end with the
-    server (its certificate for 127.0.0.1 is checked through the tunnel)."""
+    server (its certificate for 127.0.0.1 is checked through the tunnel). An https:// proxy is
+    reached over TLS (checked with the same `ssl=`), and wss:// through it is TLS inside TLS."""
     server_kw: dict[str, Any] = {"ssl": tls_server} if secure else {}
-    client_kw: dict[str, Any] = {"ssl": tls_client} if secure else {}
+    client_kw: dict[str, Any] = {"ssl": tls_client} if secure or kind == "https" else {}
     proxy = proxies[kind]
     async with adapter.run_server(adapter.module.echo_handler, **server_kw) as url:
         await _echo_through(adapter, url, _port(proxy), proxy=proxy, **client_kw)
@@ -153,6 +160,17 @@ async def test_wrong_password_is_407_naming_the_proxy(
     assert error.proxy == f"http://{_USER}@127.0.0.1:{_port(wrong)}"
     assert ("Proxy-Authenticate", 'Basic realm="simple"') in error.headers
     assert "407" in str(error) and error.proxy in str(error) and "wrong" not in str(error)
+
+
+@pytest.mark.anyio
+async def test_https_proxy_certificate_is_checked(
+    adapter: Adapter, proxies: dict[str, str], clean_env: pytest.MonkeyPatch
+) -> None:
+    """The default verification does not trust the test CA that signed the proxy's certificate."""
+    async with adapter.run_server(adapter.module.echo_handler) as url:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            async with adapter.connect(url, proxy=proxies["https"]):
+                pass
 
 
 @pytest.mark.anyio
