@@ -163,6 +163,22 @@ async def test_wrong_password_is_407_naming_the_proxy(
 
 
 @pytest.mark.anyio
+async def test_proxy_credentials_stay_with_the_proxy(
+    adapter: Adapter, proxies: dict[str, str], clean_env: pytest.MonkeyPatch
+) -> None:
+    """Proxy-Authorization goes in the CONNECT request only, never to the WebSocket server."""
+    seen: list[tuple[str | None, str | None]] = []
+
+    async def handler(ws: Any) -> None:
+        seen.append((ws.request.header("Proxy-Authorization"), ws.request.header("Host")))
+        await ws.send_str("ok")
+
+    async with adapter.run_server(handler) as url, adapter.connect(url, proxy=proxies["http-auth"]) as ws:
+        assert await ws.receive_str() == "ok"
+    assert seen == [(None, f"127.0.0.1:{_port(url)}")]
+
+
+@pytest.mark.anyio
 async def test_https_proxy_certificate_is_checked(
     adapter: Adapter, proxies: dict[str, str], clean_env: pytest.MonkeyPatch
 ) -> None:
