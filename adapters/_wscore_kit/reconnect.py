@@ -32,6 +32,7 @@ import contextlib
 import logging
 import math
 import random
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -209,9 +210,10 @@ def spawn_detached(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        import trio
-
-        trio.lowlevel.spawn_system_task(fn)
+        trio = sys.modules.get("trio")
+        if trio is None:
+            raise RuntimeError("no event loop is running") from None
+        trio.lowlevel.spawn_system_task(fn)  # RuntimeError outside trio.run
         return
     task = loop.create_task(fn())
     _DETACHED.add(task)

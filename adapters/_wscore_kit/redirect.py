@@ -28,6 +28,7 @@ from wscore import HandshakeError
 
 from .api import parse_url
 from .options import ClientOptions
+from .proxy import ProxyError
 
 __all__ = ["REDIRECT_STATUSES", "follow_redirects", "redirect_target"]
 
@@ -58,8 +59,8 @@ def redirect_target(
     redirect we follow; `seen` holds the URLs tried so far (the new one is added). Raises `exc`
     itself when it is not a redirect, a `HandshakeError` saying why when it may not be followed."""
     location = _location(exc)
-    if exc.status not in REDIRECT_STATUSES or location is None:
-        raise exc
+    if exc.status not in REDIRECT_STATUSES or location is None or isinstance(exc, ProxyError):
+        raise exc  # not a redirect (a proxy's answer to CONNECT is not one either)
 
     def refuse(reason: str) -> HandshakeError:
         return HandshakeError(reason, status=exc.status, headers=exc.headers, body=exc.body)

@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from _wscore_kit.options import ClientOptions
+from _wscore_kit.proxy import ProxyError, parse_proxy
+from _wscore_kit.redirect import redirect_target
 from wscore import HandshakeError, Request
 
 from .conftest import Adapter
@@ -199,3 +202,30 @@ async def test_a_3xx_without_location_is_the_handshake_error(adapter: Adapter) -
             async with adapter.connect(url + "/"):
                 pass
     assert (info.value.status, info.value.body) == (302, b"nowhere")
+
+
+# -- the rules without sockets ---------------------------------------------------------------------
+
+
+def test_a_proxys_redirect_is_not_followed() -> None:
+    """A 3xx answer to CONNECT comes from the proxy, not the WebSocket server: it is raised as is."""
+    error = ProxyError(
+        parse_proxy("http://127.0.0.1:3128"), "refused", status=302, headers=[("Location", "/x")]
+    )
+    with pytest.raises(ProxyError) as info:
+        redirect_target(error, "ws://127.0.0.1:1/", ClientOptions(), ["ws://127.0.0.1:1/"])
+    assert info.value is error
+
+
+def test_credentials_given_as_bytes_are_dropped_too() -> None:
+    error = HandshakeError("moved", status=301, headers=[("Location", "ws://127.0.0.1:2/")])
+    options = ClientOptions(headers=[(b"Authorization", b"Basic eA=="), (b"X-Keep", b"1")])
+    url, followed = redirect_target(error, "ws://127.0.0.1:1/", options, ["ws://127.0.0.1:1/"])
+    assert url == "ws://127.0.0.1:2/"
+    assert followed.headers == [(b"X-Keep", b"1")]
+
+
+def test_http_locations_are_read_as_websocket_urls() -> None:
+    error = HandshakeError("moved", status=308, headers=[("Location", "https://127.0.0.1:2/a")])
+    url, _ = redirect_target(error, "ws://127.0.0.1:1/", ClientOptions(), ["ws://127.0.0.1:1/"])
+    assert url == "wss://127.0.0.1:2/a"
