@@ -175,6 +175,7 @@ class Connection:
         # The message being sent in fragments: its opcode (0 when none) and whether it is compressed.
         self._send_opcode = 0
         self._send_compressed = False
+        self._send_streamed = False  # that message is sent by send_fragment (see there)
 
         self._close_sent = False
         self._close_received = False
@@ -888,10 +889,30 @@ class Connection:
         else:
             self.pending_output.append(_pack_q(b0, 127, n) + payload)
 
-    def _send_data(self, opcode: int, payload: bytes, fin: bool, compress: bool | None) -> None:
+    def send_fragment(
+        self, data: str | bytes | bytearray | memoryview, fin: bool, *, compress: bool | None = None
+    ) -> None:
+        """Send the first or next frame of a message (TEXT for str data, BINARY for bytes-like) that
+        only this method continues: the streamed send of a driver whose application may call
+        `send_text`/`send_bytes` meanwhile, which then raise `InvalidStateError` instead of
+        becoming part of it (they would continue a message started with `fin=False`)."""
+        if isinstance(data, str):
+            self._send_data(1, data.encode("utf-8"), fin, compress, streamed=True)
+        else:
+            self._send_data(2, bytes(data), fin, compress, streamed=True)
+
+    def _send_data(
+        self, opcode: int, payload: bytes, fin: bool, compress: bool | None, *, streamed: bool = False
+    ) -> None:
         self._check_can_send()
         rsv1 = False
         if self._send_opcode:
+            if streamed is not self._send_streamed:
+                raise InvalidStateError(
+                    "a streamed message is being sent"
+                    if self._send_streamed
+                    else "a fragmented message is being sent"
+                )
             if opcode != self._send_opcode:
                 raise InvalidStateError("a fragmented message of the other type is being sent")
             wire_opcode = 0
@@ -915,6 +936,7 @@ class Connection:
         else:
             self._send_opcode = opcode
             self._send_compressed = compressed
+            self._send_streamed = streamed
 
     def send_frame(self, payload: bytes, opcode: int, *, fin: bool = True) -> None:
         """Send one raw frame with `opcode` (never compressed). Control frames are checked as in §5.5."""

@@ -11,7 +11,9 @@ about `max_queue` frames whatever the message's size.
 
 Sending needs no mode: each chunk goes out at once as one frame (the first TEXT or BINARY, then
 CONTINUATION; compressed when the connection compresses), an empty final frame ends the message, and
-every chunk waits for back-pressure (`_drain`) before the next one is taken.
+every chunk waits for back-pressure (`_drain`) before the next one is taken. The frames go through the
+core's `send_fragment`, so a `send_str`/`send_bytes` of another task meanwhile raises
+`InvalidStateError` instead of becoming part of the message.
 
 Nothing here is on the normal path: `receive()` calls `assemble` only for a fragment (an event whose
 `extra` is a bool, which only fragment mode produces).
@@ -203,17 +205,13 @@ def _join(parts: list[str] | list[bytes]) -> str | bytes:
 
 def _queue_chunk(conn: Connection, chunk: Chunk, text: bool | None, flag: bool | None) -> bool:
     """Queue `chunk` as the next frame of the message (`text`: its kind so far, None before the first)."""
-    if isinstance(chunk, str):
-        if text is False:
-            raise TypeError("a message's chunks must all be str or all bytes-like")
-        conn.send_text(chunk, fin=False, compress=flag)
-        return True
-    if isinstance(chunk, (bytes, bytearray, memoryview)):
-        if text is True:
-            raise TypeError("a message's chunks must all be str or all bytes-like")
-        conn.send_bytes(chunk, fin=False, compress=flag)
-        return False
-    raise TypeError(f"chunks must be str or bytes-like, not {type(chunk).__name__}")
+    is_text = isinstance(chunk, str)
+    if not is_text and not isinstance(chunk, (bytes, bytearray, memoryview)):
+        raise TypeError(f"chunks must be str or bytes-like, not {type(chunk).__name__}")
+    if text is not None and is_text is not text:
+        raise TypeError("a message's chunks must all be str or all bytes-like")
+    conn.send_fragment(chunk, False, compress=flag)
+    return is_text
 
 
 async def send_stream(ws: WebSocketAPI, chunks: Chunks, compress: bool | int | None = None) -> None:
@@ -242,9 +240,6 @@ async def send_stream(ws: WebSocketAPI, chunks: Chunks, compress: bool | int | N
         raise
     if text is None:
         return  # no chunks: no message
-    if text:
-        conn.send_text("", fin=True)
-    else:
-        conn.send_bytes(b"", fin=True)
+    conn.send_fragment("" if text else b"", True)
     if ws._sent(0):
         await ws._drain()

@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import pytest
 
-from wscore import ConnectionClosed, WSMsgType
+from wscore import ConnectionClosed, InvalidStateError, WSMsgType
 
 from .conftest import Adapter
 
@@ -192,6 +192,33 @@ async def test_send_stream_argument_errors(adapter: Adapter) -> None:
         assert ws.close_code == 1011
         with pytest.raises(ConnectionClosed):
             await ws.send_stream([b"x"])
+
+
+async def test_other_sends_cannot_join_a_streamed_message(adapter: Adapter) -> None:
+    """While a stream waits for its next chunk, a send_str/send_bytes of another task raises
+    InvalidStateError instead of becoming part of the message; pings still go out."""
+    halfway = anyio.Event()
+    resume = anyio.Event()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"one"
+        halfway.set()
+        await resume.wait()
+        yield b"two"
+
+    async with adapter.run_server(stream_echo, fragments=True) as url, adapter.connect(url) as ws:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ws.send_stream, chunks())
+            await halfway.wait()
+            with pytest.raises(InvalidStateError, match="streamed message"):
+                await ws.send_str("not part of it")
+            with pytest.raises(InvalidStateError, match="streamed message"):
+                await ws.send_bytes(b"nor this")
+            await ws.ping(b"fine")
+            resume.set()
+        assert await ws.receive_bytes() == b"onetwo"
+        await ws.send_str("after")
+        assert await ws.receive_str() == "after"
 
 
 # -- a raw peer: exactly the frames a test needs, then a drop ---------------------------------------

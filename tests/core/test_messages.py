@@ -136,6 +136,33 @@ class TestSendingFragments:
         with pytest.raises(InvalidStateError, match="fragmented message"):
             conn.send_prepared(raw_frame(0x1, b"x"))
 
+    @ROLES
+    def test_a_streamed_message_is_continued_only_by_send_fragment(self, client: bool) -> None:
+        """`send_fragment` (a driver's streamed send): a `send_text`/`send_bytes` of the application
+        meanwhile raises instead of becoming the message's next or last frame; pings go between."""
+        conn = open_connection(client)
+        conn.send_fragment("a", False)
+        with pytest.raises(InvalidStateError, match="streamed message"):
+            conn.send_text("not part of it")
+        with pytest.raises(InvalidStateError, match="streamed message"):
+            conn.send_bytes(b"nor this", fin=False)
+        conn.ping(b"between")
+        conn.send_fragment("b", False)
+        conn.send_fragment("", True)
+        conn.send_text("after")
+        conn.send_bytes(b"x", fin=False)
+        with pytest.raises(InvalidStateError, match="fragmented message"):
+            conn.send_fragment(b"y", True)
+        frames = parse_frames(conn.data_to_send())
+        assert [(f.opcode, f.fin, f.payload) for f in frames] == [
+            (0x1, False, b"a"),
+            (0x9, True, b"between"),
+            (0x0, False, b"b"),
+            (0x0, True, b""),
+            (0x1, True, b"after"),
+            (0x2, False, b"x"),
+        ]
+
     def test_a_client_cannot_send_prepared_frames(self) -> None:
         with pytest.raises(InvalidStateError, match="mask"):
             open_connection(client=True).send_prepared(raw_frame(0x1, b"x"))
