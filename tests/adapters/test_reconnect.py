@@ -6,6 +6,7 @@ end the loop. Synchronisation is by events only: the waits are the library's own
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
@@ -23,7 +24,7 @@ from _wscore_kit.reconnect import (
     BACKOFF_MIN_DELAY,
     backoff,
 )
-from wscore import HandshakeError, Request
+from wscore import HandshakeError, Request, WSTimeoutError
 
 from ..conftest import free_port
 from .conftest import Adapter
@@ -374,3 +375,51 @@ async def test_continue_on_an_open_connection_opens_the_next_one(adapter: Adapte
                 if len(received) == 3:
                     break
     assert received == ["1", "2", "3"]
+
+
+async def test_a_server_that_never_answers_is_retried_then_the_timeout_raised(adapter: Adapter) -> None:
+    """TCP accepted, no answer to the upgrade: each attempt ends at `open_timeout` (retried, like a
+    refused connection); after `max_attempts` the `WSTimeoutError` is raised."""
+    accepted = 0
+
+    async def hold(stream: anyio.abc.SocketStream) -> None:
+        nonlocal accepted
+        accepted += 1
+        async with stream:
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                while await stream.receive():
+                    pass
+
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, hold)
+            with anyio.fail_after(20), pytest.raises(WSTimeoutError):
+                async for _ in adapter.module.connect(
+                    f"ws://127.0.0.1:{port}/", open_timeout=0.1, reconnect_delays=FAST, max_attempts=2
+                ):
+                    raise AssertionError("no upgrade was answered")
+            tg.cancel_scope.cancel()
+    assert accepted == 2
+
+
+async def test_aclose_ends_the_loop_and_closes_its_connection(adapter: Adapter) -> None:
+    ended = anyio.Event()
+    codes: list[int | None] = []
+
+    async def handler(ws: Any) -> None:
+        await _hello(ws)
+        codes.append(ws.close_code)
+        ended.set()
+
+    async with adapter.run_server(handler) as url:
+        with anyio.fail_after(20):
+            loop = aiter(adapter.module.connect(url, reconnect_delays=FAST))
+            ws = await anext(loop)
+            assert await ws.receive_str() == "hello"
+            await loop.aclose()
+            assert ws.closed and ws.close_code == 1000
+            with pytest.raises(StopAsyncIteration):
+                await anext(loop)
+            await ended.wait()
+    assert codes == [1000]
