@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import pytest
 
-from wscore import ConnectionClosed, InvalidStateError, WSMsgType
+from wscore import ConnectionClosed, InvalidStateError, WSMsgType, WSTimeoutError
 
 from .conftest import Adapter
 
@@ -230,8 +230,9 @@ def frame(opcode: int, payload: bytes, fin: bool) -> bytes:
 
 
 @asynccontextmanager
-async def raw_server(frames: bytes, *, drop: bool) -> AsyncIterator[str]:
-    """A server that upgrades, sends `frames`, then drops TCP (`drop`) or waits for the client to close."""
+async def raw_server(frames: bytes, *, drop: bool, then: bytes = b"") -> AsyncIterator[str]:
+    """A server that upgrades, sends `frames`, then drops TCP (`drop`) or reads until the client
+    closes, sending `then` when the client's first bytes arrive."""
 
     async def serve(stream: anyio.abc.SocketStream) -> None:
         async with stream:
@@ -250,6 +251,11 @@ async def raw_server(frames: bytes, *, drop: bool) -> AsyncIterator[str]:
             )
             if not drop:
                 try:
+                    await stream.receive()
+                    if then:
+                        await stream.send(then)
+                        await stream.receive()  # the client's close frame: drop TCP at once
+                        return
                     while await stream.receive():
                         pass
                 except (anyio.EndOfStream, anyio.BrokenResourceError):
@@ -294,3 +300,16 @@ async def test_a_drop_mid_receive_returns_the_error_not_a_partial_message(adapte
         msg = await ws.receive()
         assert msg.type in (WSMsgType.ERROR, WSMsgType.CLOSED)
         assert ws.close_code == 1006
+
+
+async def test_a_timed_out_receive_loses_no_fragment(adapter: Adapter) -> None:
+    """receive() joining fragments times out mid-message: what it joined goes back to the queue, and
+    the next receive() returns the whole message."""
+    first = frame(2, b"part 1, ", False)
+    rest = frame(0, b"part 2, ", False) + frame(0, b"part 3", True)
+    async with raw_server(first, drop=False, then=rest) as url, adapter.connect(url, fragments=True) as ws:
+        with pytest.raises(WSTimeoutError):
+            await ws.receive(timeout=0.05)  # the first frame is joined, the rest is not sent yet
+        await ws.ping()  # the raw server sends the rest when this arrives
+        msg = await ws.receive(timeout=10)
+        assert (msg.type, msg.data, msg.extra) == (WSMsgType.BINARY, b"part 1, part 2, part 3", None)
