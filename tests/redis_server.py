@@ -65,7 +65,7 @@ class RedisServer:
                 if time.monotonic() > deadline:
                     where = f"redis-server not listening on {self.port} after {START_DEADLINE} s"
                     raise RuntimeError(where) from exc
-                time.sleep(0.02)  # polling the port for readiness
+                time.sleep(0.02)  # sleep-ok: polling the port for readiness
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

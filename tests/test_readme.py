@@ -105,7 +105,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen[str]) -> None:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
-            time.sleep(0.05)  # polling interval: the loop waits for the port, not for the time
+            time.sleep(0.05)  # sleep-ok: polling interval: the loop waits for the port, not for the time
     raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
 
 

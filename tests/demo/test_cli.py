@@ -369,7 +369,7 @@ def test_piped_input_waits_while_messages_keep_coming(unused_port: int) -> None:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
                 for i in range(4):
-                    await asyncio.sleep(0.5)  # the pacing under test, not a synchronisation
+                    await asyncio.sleep(0.5)  # sleep-ok: the pacing under test, not a synchronisation
                     await ws.send_str(f"{msg.data} {i}")
         await closed.put(ws.close_code)
 
