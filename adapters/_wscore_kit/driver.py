@@ -31,19 +31,16 @@ failed) within the close timeout, shielded from the cancellation, then cancels t
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from wscore import (
-    ClientConnection,
     Connection,
     ConnectionClosed,
-    HandshakeError,
     Request,
-    ServerConnection,
     State,
     WSTimeoutError,
 )
@@ -51,17 +48,12 @@ from wscore import (
 from .api import (
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_QUEUE_BYTES,
-    WSURL,
 )
-from .client import client_connection
 from .connection import HIGH_WATER, WebSocketAPI, connection_closed, write_timed_out
-from .options import ClientKwargs, ClientOptions, ServerOptions, with_options
-from .reconnect import StreamConnect
-from .redirect import follow_redirects
-from .server import ConnectionLimit, ProcessRequest, answer_request, handler_close, logger
+from .server import ProcessRequest, handler_close
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
+    pass
 
 __all__ = [
     "HIGH_WATER",
@@ -72,11 +64,6 @@ __all__ = [
     "RecvSome",
     "TryWrite",
     "StreamWebSocket",
-    "listen_options",
-    "connect_stream",
-    "StreamServer",
-    "stream_client",
-    "wrap_stream",
 ]
 
 
@@ -760,345 +747,3 @@ class StreamWebSocket(WebSocketAPI):
             finally:
                 assert self._bg_scope is not None
                 self._bg_scope.cancel()
-
-
-@asynccontextmanager
-async def connect_stream(
-    ws_class: type[StreamWebSocket],
-    open_stream: Callable[[ClientOptions, WSURL], Awaitable[Any]],
-    url: str,
-    options: ClientOptions,
-    io: IOBackend | None = None,
-) -> AsyncIterator[Any]:
-    """The body of every adapter's `connect()`: `open_stream(options, parsed_url)` (TCP, TLS) and the opening
-    handshake within `open_timeout` (`WSTimeoutError`), then the connection for the `async with` body.
-    `io` overrides `ws_class.io` (an adapter's primitives for the running event loop). Redirects are
-    followed (`redirect.follow_redirects`)."""
-    if io is None:
-        io = ws_class.io
-    stream, conn = await follow_redirects(partial(_client_handshake, io, open_stream), url, options)
-    ws = ws_class(stream, conn, io=io, **options.connection_args)
-    async with ws.running() as running:
-        yield running
-
-
-async def _client_handshake(
-    io: IOBackend,
-    open_stream: Callable[[ClientOptions, WSURL], Awaitable[Any]],
-    url: str,
-    options: ClientOptions,
-) -> tuple[Any, ClientConnection]:
-    """One connection attempt: the stream and the core connection once the upgrade succeeded."""
-    open_timeout = options.open_timeout
-    parsed, conn = client_connection(url, options)
-    stream: Any = None
-    try:
-        with io.cancel_scope(
-            deadline=io.current_time() + open_timeout if open_timeout else math.inf
-        ) as scope:
-            stream = await open_stream(options, parsed)
-            await io.send(stream, conn.data_to_send())
-            while conn.state is State.CONNECTING:
-                data = await io.receive(stream)
-                if data:
-                    conn.receive_data(data, io.current_time())
-                else:
-                    conn.receive_eof()
-    except io.stream_errors as exc:
-        if stream is not None:
-            with io.cancel_scope(shield=True):
-                await io.aclose(stream)
-        if isinstance(exc, OSError) and stream is None:
-            raise  # could not connect at all: the OS's error says why
-        raise HandshakeError(f"connection lost during the opening handshake: {exc!r}") from exc
-    except BaseException:
-        if stream is not None:
-            with io.cancel_scope(shield=True):
-                await io.aclose(stream)
-        raise
-    if scope.cancelled_caught:
-        if stream is not None:
-            with io.cancel_scope(shield=True):
-                await io.aclose(stream)
-        raise WSTimeoutError(f"opening handshake not finished within {open_timeout} s")
-    return stream, conn
-
-
-def wrap_stream(
-    ws_class: type[_W],
-    stream: Any,
-    conn: Connection,
-    *,
-    max_queue: int = DEFAULT_MAX_QUEUE,
-    receive_timeout: float | None = None,
-    write_timeout: float | None = 10.0,
-    io: IOBackend | None = None,
-) -> AbstractAsyncContextManager[_W]:
-    """Run `conn` (a core connection past its handshake) over an already connected `stream`: the
-    embedding path. A `ServerConnection` just accepted still holds its 101 response, written first."""
-    if conn.state is State.CONNECTING:
-        raise ValueError("the connection's handshake is not done: accept() it first")
-    ws = ws_class(
-        stream,
-        conn,
-        max_queue=max_queue,
-        receive_timeout=receive_timeout,
-        write_timeout=write_timeout,
-        io=io,
-    )
-    return ws.running(server=not conn.client)
-
-
-_Wc_co = TypeVar("_Wc_co", bound=StreamWebSocket, covariant=True)
-
-
-class Connect(Protocol[_Wc_co]):
-    """An adapter's `connect()`."""
-
-    def __call__(self, url: str, **options: Unpack[ClientKwargs]) -> StreamConnect[_Wc_co]: ...
-
-
-class Wrap(Protocol[_Wc_co]):
-    """An adapter's `wrap_stream()`."""
-
-    def __call__(
-        self,
-        stream: Any,
-        conn: Connection,
-        *,
-        max_queue: int = DEFAULT_MAX_QUEUE,
-        receive_timeout: float | None = None,
-        write_timeout: float | None = 10.0,
-    ) -> AbstractAsyncContextManager[_Wc_co]: ...
-
-
-def stream_client(
-    ws_class: type[_W],
-    open_stream: Callable[[ClientOptions, WSURL], Awaitable[Any]],
-    io_of: Callable[[], IOBackend] | None = None,
-) -> tuple[Connect[_W], Wrap[_W]]:
-    """An adapter's `connect()` and `wrap_stream()`, from its connection class, how it opens a
-    stream (TCP, TLS) and, when its primitives depend on the running event loop, `io_of()`."""
-
-    @with_options(ClientOptions)
-    def connect(url: str, **options: Unpack[ClientKwargs]) -> StreamConnect[_W]:
-        """Open a client connection to a ws:// or wss:// URL, as an async context manager.
-
-        The options are `ClientOptions`' (aiohttp's `ws_connect` names): `ssl` an `SSLContext` (False:
-        no verification), `server_hostname` the name the certificate must match (default: the URL's
-        host), `sock` an already connected socket (the URL still gives the Host header and TLS name).
-        A refused upgrade raises `HandshakeError`; `open_timeout` bounds TCP, TLS and handshake
-        (`WSTimeoutError`). Leaving the block closes the connection (1001 if cancelled). Redirects
-        are followed (`max_redirects`); `async for ws in connect(url)` reconnects after each drop
-        (`_wscore_kit.reconnect`).
-        """
-        opts = ClientOptions.of(options)  # a wrong option fails here, before anything else
-        io = io_of() if io_of is not None else ws_class.io
-        return StreamConnect(partial(connect_stream, ws_class, open_stream, url, opts, io), io, opts)
-
-    def wrap(
-        stream: Any,
-        conn: Connection,
-        *,
-        max_queue: int = DEFAULT_MAX_QUEUE,
-        receive_timeout: float | None = None,
-        write_timeout: float | None = 10.0,
-    ) -> AbstractAsyncContextManager[_W]:
-        """Run a core connection whose handshake is done (`wscore.Connection(client=..., ...)` after
-        another framework's upgrade, or an accepted `ServerConnection`) over an already connected
-        stream, as an async context manager (the embedding path)."""
-        io = io_of() if io_of is not None else None
-        return wrap_stream(
-            ws_class,
-            stream,
-            conn,
-            max_queue=max_queue,
-            receive_timeout=receive_timeout,
-            write_timeout=write_timeout,
-            io=io,
-        )
-
-    connect.__name__ = connect.__qualname__ = "connect"
-    wrap.__name__ = wrap.__qualname__ = "wrap_stream"
-    return connect, wrap
-
-
-class StreamServer:
-    """The accepting side shared by the adapters' `serve()`: `handle(stream)` serves one accepted
-    stream; `shutdown()` (run by `serve()` when it is cancelled) closes every connection with 1001.
-
-    Handlers run shielded, each in its own cancel scope, so that a shutdown is graceful: the handlers'
-    `receive()` gets CLOSING and they may finish within `shutdown_timeout`; the ones still running
-    then are cancelled.
-    """
-
-    def __init__(
-        self,
-        ws_class: type[StreamWebSocket],
-        handler: Callable[[Any], Awaitable[Any]],
-        options: ServerOptions,
-        io: IOBackend | None = None,
-    ) -> None:
-        self._ws_class = ws_class
-        self._io = ws_class.io if io is None else io
-        self._handler = handler
-        self.options = options
-        self._config = options.config
-        self.shutdown_timeout = options.shutdown_timeout
-        self._limit = ConnectionLimit(options.max_connections)
-        self._tasks: dict[ScopeLike, StreamWebSocket | None] = {}
-        self._idle: EventLike | None = None
-        self._closing = False
-        self._sockets: list[Any] = []
-
-    @property
-    def sockets(self) -> list[Any]:
-        """The listening sockets."""
-        return self._sockets
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port (the one the OS chose when `port=0`)."""
-        port: int = self.sockets[0].getsockname()[1]
-        return port
-
-    @property
-    def connections(self) -> set[Any]:
-        """The open connections (handshake done), e.g. for `broadcast()`."""
-        return {ws for ws in self._tasks.values() if ws is not None}
-
-    async def handle(self, stream: Any) -> None:
-        """Serve one accepted stream: the opening handshake (or `process_request`'s plain answer), then
-        `handler(ws)`, then the close (1000; 1011 if the handler raised, which is logged). Never raises
-        for a bad client."""
-        io = self._io
-        if self._closing:
-            await io.aclose(stream)
-            return
-        with io.cancel_scope(shield=True) as scope:
-            self._tasks[scope] = None
-            try:
-                await self._serve(stream, scope)
-            except Exception:
-                # Nothing one connection does may end the server's accept loop.
-                logger.exception("serving a connection failed")
-                with io.cancel_scope(shield=True):
-                    await io.aclose(stream)
-            finally:
-                del self._tasks[scope]
-                if not self._tasks and self._idle is not None:
-                    self._idle.set()
-
-    async def _serve(self, stream: Any, scope: ScopeLike) -> None:
-        io = self._io
-        config = self._config
-        options = self.options
-        conn = ServerConnection(
-            subprotocols=options.protocols,
-            select_subprotocol=options.select_subprotocol,
-            config=config,
-            now=io.current_time(),
-        )
-        try:
-            opened = await _server_handshake(io, stream, conn, options, self._full)
-        except (HandshakeError, WSTimeoutError) as exc:
-            logger.debug("opening handshake failed: %s", exc)
-            opened = False
-        except BaseException:
-            with io.cancel_scope(shield=True):
-                await io.aclose(stream)
-            raise
-        if not opened or self._closing:
-            # The core's answer (a refusal, process_request's response) goes out before the close.
-            try:
-                data = conn.data_to_send()
-                if data and not self._closing:
-                    with io.cancel_scope(deadline=_deadline(io, config.close_timeout or 10.0)):
-                        await io.send(stream, data)
-            except io.stream_errors:
-                pass
-            finally:
-                with io.cancel_scope(shield=True):
-                    await io.aclose(stream)
-            return
-        ws = self._ws_class(stream, conn, io=io, **options.connection_args)
-        self._tasks[scope] = ws
-        try:
-            async with ws.running(server=True):
-                await self._handler(ws)
-        except Exception:
-            pass  # logged by the close policy (handler_close), once
-
-    def _full(self) -> bool:
-        return self._limit.full(len(self._tasks))
-
-    async def shutdown_on_cancel(self) -> None:
-        """A task for the server's task group: when the server is cancelled, `shutdown()` (shielded)
-        while the shielded handlers still run."""
-        io = self._io
-        try:
-            await io.sleep_forever()
-        finally:
-            with io.cancel_scope(shield=True):
-                await self.shutdown()
-
-    async def shutdown(self, code: int = 1001, reason: str = "going away") -> None:
-        """Close every connection with `code`, wait up to `shutdown_timeout` for the handlers, then
-        cancel the ones left (their connections are closed within the close timeout)."""
-        io = self._io
-        self._closing = True
-        for scope, ws in list(self._tasks.items()):
-            if ws is None:
-                scope.cancel()  # still in the opening handshake: nothing to close gracefully
-            else:
-                ws._start_close(code, reason)
-        if self._tasks:
-            self._idle = io.event()
-            with io.cancel_scope(deadline=_deadline(io, self.shutdown_timeout)):
-                await self._idle.wait()
-        for scope in list(self._tasks):
-            scope.cancel()
-        if self._tasks:
-            self._idle = io.event()
-            await self._idle.wait()
-
-
-async def _server_handshake(
-    io: IOBackend, stream: Any, conn: ServerConnection, options: ServerOptions, full: Callable[[], bool]
-) -> bool:
-    timeout = conn.config.open_timeout
-    with io.cancel_scope(deadline=io.current_time() + timeout if timeout else math.inf) as scope:
-        while conn.request is None:
-            try:
-                data = await io.receive(stream)
-            except io.stream_errors:
-                return False
-            if not data:
-                conn.receive_eof()
-                return False
-            conn.receive_data(data, io.current_time())
-        if not await answer_request(conn, options, io.current_time, full):
-            return False
-        try:
-            await io.send(stream, conn.data_to_send())
-        except io.stream_errors:
-            return False
-    if scope.cancelled_caught:
-        raise WSTimeoutError(f"opening handshake not finished within {timeout} s")
-    return True
-
-
-def listen_options(host: Any, port: Any, options: Mapping[str, Any]) -> ServerOptions:
-    """`serve()`'s options, and its address checked: host/port or an already bound socket, not both,
-    not neither (the `ValueError`s asyncio's `create_server` raises)."""
-    opts = ServerOptions.of(options)
-    if host is not None or port is not None:
-        if opts.sock is not None:
-            raise ValueError("host/port and sock can not be specified at the same time")
-    elif opts.sock is None:
-        raise ValueError("Neither host/port nor sock were specified")
-    return opts
-
-
-def _deadline(io: IOBackend, timeout: float | None) -> float:
-    return io.current_time() + timeout if timeout else math.inf

@@ -32,7 +32,7 @@ from anyio.streams.tls import TLSStream
 
 from _wscore_kit import public as _public
 from _wscore_kit.api import WSURL, client_ssl_context
-from _wscore_kit.driver import StreamServer, StreamWebSocket, listen_options, stream_client
+from _wscore_kit.driver import StreamWebSocket
 from _wscore_kit.options import ClientOptions, ServerKwargs, ServerOptions, with_options
 from _wscore_kit.proxy import (
     Proxy,
@@ -44,6 +44,8 @@ from _wscore_kit.proxy import (
 )
 from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
 from _wscore_kit.server import logger
+from _wscore_kit.stream_client import stream_client
+from _wscore_kit.stream_server import StreamServer, listen_options
 from _wscore_kit.tls_accept import TLSAcceptor, supported
 
 from ._asyncio_stream import _AsyncioStream, _nodelay

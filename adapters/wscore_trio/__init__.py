@@ -22,10 +22,12 @@ import trio
 
 from _wscore_kit import public as _public
 from _wscore_kit.api import WSURL, client_ssl_context
-from _wscore_kit.driver import StreamServer, StreamWebSocket, listen_options, stream_client
+from _wscore_kit.driver import StreamWebSocket
 from _wscore_kit.options import ClientOptions, ServerKwargs, ServerOptions, with_options
 from _wscore_kit.proxy import Proxy, http_connect, proxy_ssl_context, select_proxy, socks_connect
 from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
+from _wscore_kit.stream_client import stream_client
+from _wscore_kit.stream_server import StreamServer, listen_options
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
