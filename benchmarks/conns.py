@@ -1,20 +1,23 @@
-"""Server memory per idle connection and time to broadcast to all: wscore_asyncio, websockets, aiohttp.
+"""Server memory per idle connection and time to broadcast to all: the wscore adapters and their peers.
 
     python -m benchmarks.conns                   # 1,000 connections per server
     python -m benchmarks.conns --quick           # 200 connections, a smoke run
     python -m benchmarks.conns --conns 2000 --libs wscore_asyncio,websockets --markdown
 
-Each server runs in its own subprocess (`python -m benchmarks.conns --serve LIB`), so its memory is
-its own: the benchmark reads the server's VmRSS from /proc/PID/status after one warm-up connection
+Servers: wscore_asyncio, websockets, aiohttp, picows, wscore_anyio[asyncio] on asyncio; wscore_trio,
+trio-websocket, wscore_anyio[trio] on trio. Each runs in its own subprocess
+(`python -m benchmarks.conns --serve LIB`), so its memory is its own: the benchmark reads the server's VmRSS from /proc/PID/status after one warm-up connection
 (imports and first-use allocations done) and again once all N clients are connected and idle; the
 growth over N is the bytes per connection (RSS: Python objects, buffers, allocator slack; not kernel
 socket buffers). The clients all run in this process on one wscore_asyncio client per connection,
 the same for every server.
 
 Broadcast: the server is told (on its stdin) to send one message to every connection, with the
-library's own way: `wscore_asyncio.broadcast`, `websockets.broadcast`, and for aiohttp (which has
-none) `await ws.send_str()` per connection. Reported: the server's time in that call, and the time
-from the command until the last client has the message (best of --repeat).
+library's own way: the wscore adapters' `broadcast`, `websockets.broadcast`; for aiohttp and
+trio-websocket (which have none) `await ws.send_str()` / `await ws.send_message()` per connection, and
+for picows (callback based: its open transports kept in a set) `transport.send()` per connection.
+Reported: the server's time in that call, and the time from the command until the last client has
+the message (best of --repeat).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,16 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "adapters"))
 
-LIBS = ("wscore_asyncio", "websockets", "aiohttp")
+LIBS = (
+    "wscore_asyncio",
+    "websockets",
+    "aiohttp",
+    "picows",
+    "wscore_anyio[asyncio]",
+    "wscore_trio",
+    "trio-websocket",
+    "wscore_anyio[trio]",
+)
 
 
 def raise_fd_limit() -> int:
@@ -56,12 +68,31 @@ def rss(pid: int) -> int:
 
 # -- the server side (in the subprocess) -------------------------------------------------------------
 
+Count = Callable[[], int]
+SendAll = Callable[[str], Awaitable[None]]
 
-async def serve(lib: str) -> None:
-    """Run `lib`'s server on a free port; answer "count" and "broadcast N" commands on stdin."""
-    count: Any
-    send_all: Any
-    closers: list[Any] = []
+
+async def command_loop(read_line: Callable[[], Awaitable[str]], count: Count, send_all: SendAll) -> None:
+    """Answer "count" and "broadcast N" commands on stdin until "quit" (any event loop: `read_line`
+    is the loop's own way to read a line in a thread)."""
+    while True:
+        line = (await read_line()).split()
+        if not line or line[0] == "quit":
+            break
+        if line[0] == "count":
+            print(f"count {count()}", flush=True)
+        elif line[0] == "broadcast":
+            message = "x" * int(line[1])
+            start = time.perf_counter()
+            await send_all(message)
+            print(f"sent {time.perf_counter() - start}", flush=True)
+    os._exit(0)  # the parent reads nothing more; skip the closing handshakes of N connections
+
+
+async def serve_asyncio(lib: str) -> None:
+    """Run an asyncio library's server on a free port, then the command loop."""
+    count: Count
+    send_all: SendAll
     if lib == "wscore_asyncio":
         import wscore_asyncio
 
@@ -78,7 +109,6 @@ async def serve(lib: str) -> None:
         async def send_all(message: str) -> None:
             wscore_asyncio.broadcast(server.connections, message)
 
-        closers.append(server.close)
     elif lib == "websockets":
         import websockets
         from websockets.asyncio.server import ServerConnection
@@ -96,7 +126,6 @@ async def serve(lib: str) -> None:
         async def send_all(message: str) -> None:
             websockets.broadcast(ws_server.connections, message)
 
-        closers.append(ws_server.close)
     elif lib == "aiohttp":
         from aiohttp import web
 
@@ -128,22 +157,140 @@ async def serve(lib: str) -> None:
             for ws in list(sockets):
                 await ws.send_str(message)
 
+    elif lib == "picows":
+        import picows
+
+        transports: set[Any] = set()
+
+        class Listener(picows.WSListener):  # type: ignore[misc,unused-ignore]  # Any when picows is absent
+            # Callback based: the open transports are kept in a set (what a picows broadcast needs).
+            def on_ws_connected(self, transport: picows.WSTransport) -> None:
+                transports.add(transport)
+
+            def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+                transports.discard(transport)
+
+        pico_server = await picows.ws_create_server(lambda _: Listener(), "127.0.0.1", 0, backlog=1024)
+        port = pico_server.sockets[0].getsockname()[1]
+
+        def count() -> int:
+            return len(transports)
+
+        async def send_all(message: str) -> None:
+            data = message.encode()
+            for transport in transports:
+                transport.send(picows.WSMsgType.TEXT, data)
+
     else:
         raise SystemExit(f"unknown library {lib}")
     print(f"port {port}", flush=True)
     loop = asyncio.get_running_loop()
-    while True:
-        line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
-        if not line or line[0] == "quit":
-            break
-        if line[0] == "count":
-            print(f"count {count()}", flush=True)
-        elif line[0] == "broadcast":
-            message = "x" * int(line[1])
-            start = time.perf_counter()
-            await send_all(message)
-            print(f"sent {time.perf_counter() - start}", flush=True)
-    os._exit(0)  # the parent reads nothing more; skip the closing handshakes of N connections
+    await command_loop(lambda: loop.run_in_executor(None, sys.stdin.readline), count, send_all)
+
+
+async def serve_trio(lib: str) -> None:
+    """Run a trio library's server on a free port, then the command loop."""
+    import trio
+
+    count: Count
+    send_all: SendAll
+    async with trio.open_nursery() as nursery:
+        if lib == "wscore_trio":
+            import wscore_trio
+
+            async def wscore_handler(ws: wscore_trio.WebSocket) -> None:
+                async for _ in ws:
+                    pass
+
+            server = await nursery.start(
+                lambda task_status: wscore_trio.serve(
+                    wscore_handler, "127.0.0.1", 0, compress=False, backlog=1024, task_status=task_status
+                )
+            )
+            port = server.port
+
+            def count() -> int:
+                return len(server.connections)
+
+            async def send_all(message: str) -> None:
+                wscore_trio.broadcast(server.connections, message)
+
+        elif lib == "trio-websocket":
+            import trio_websocket
+
+            sockets: set[Any] = set()
+
+            async def handler(request: trio_websocket.WebSocketRequest) -> None:
+                ws = await request.accept()
+                sockets.add(ws)
+                try:
+                    while True:
+                        await ws.get_message()
+                except trio_websocket.ConnectionClosed:
+                    pass
+                finally:
+                    sockets.discard(ws)
+
+            tw_server = await nursery.start(
+                lambda task_status: trio_websocket.serve_websocket(
+                    handler, "127.0.0.1", 0, None, task_status=task_status
+                )
+            )
+            port = tw_server.port
+
+            def count() -> int:
+                return len(sockets)
+
+            async def send_all(message: str) -> None:
+                # No broadcast in trio-websocket: an await per connection, as its users write it.
+                for ws in list(sockets):
+                    await ws.send_message(message)
+
+        else:
+            raise SystemExit(f"unknown library {lib}")
+        print(f"port {port}", flush=True)
+        await command_loop(lambda: trio.to_thread.run_sync(sys.stdin.readline), count, send_all)
+
+
+async def serve_anyio() -> None:
+    """Run wscore_anyio's server (on the backend `anyio.run` was given), then the command loop."""
+    import anyio
+
+    import wscore_anyio
+
+    async def handler(ws: wscore_anyio.WebSocket) -> None:
+        async for _ in ws:
+            pass
+
+    async with anyio.create_task_group() as tg:
+        server = await tg.start(
+            lambda task_status: wscore_anyio.serve(
+                handler, "127.0.0.1", 0, compress=False, backlog=1024, task_status=task_status
+            )
+        )
+
+        def count() -> int:
+            return len(server.connections)
+
+        async def send_all(message: str) -> None:
+            wscore_anyio.broadcast(server.connections, message)
+
+        print(f"port {server.port}", flush=True)
+        await command_loop(lambda: anyio.to_thread.run_sync(sys.stdin.readline), count, send_all)
+
+
+def serve(lib: str) -> None:
+    """Serve `lib` on its event loop (the subprocess's main)."""
+    if lib in ("wscore_trio", "trio-websocket"):
+        import trio
+
+        trio.run(serve_trio, lib)
+    elif lib.startswith("wscore_anyio["):
+        import anyio
+
+        anyio.run(serve_anyio, backend=lib[len("wscore_anyio[") : -1])
+    else:
+        asyncio.run(serve_asyncio(lib))
 
 
 # -- the benchmark side ------------------------------------------------------------------------------
@@ -248,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     limit = raise_fd_limit()
     if args.serve:
-        asyncio.run(serve(args.serve))
+        serve(args.serve)
         return
     if limit < args.conns + 100:
         raise SystemExit(f"the open-file limit ({limit}) is too low for {args.conns} connections")
