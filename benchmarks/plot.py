@@ -21,9 +21,13 @@ def grouped_bars(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    def short(value: float, _: object) -> str:
+        return f"{value / 1e3:g}k" if value >= 1e3 else f"{value:g}"
 
     fig, axes = plt.subplots(
-        len(panels), 1, figsize=(max(6.0, 1.1 * len(cases) + 2), 3.6 * len(panels)), squeeze=False
+        len(panels), 1, figsize=(max(7.0, 1.1 * len(cases) + 3.5), 3.6 * len(panels)), squeeze=False
     )
     for ax, (title, rates) in zip(axes[:, 0], panels, strict=True):
         width = 0.8 / len(rates)
@@ -34,11 +38,15 @@ def grouped_bars(
         ax.set_ylabel("round trips/s")
         if log:
             ax.set_yscale("log")
+            ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+            ax.yaxis.set_minor_formatter(FuncFormatter(short))
+        ax.yaxis.set_major_formatter(FuncFormatter(short))
+        ax.tick_params(axis="y", which="both", labelsize=7)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", which="both", alpha=0.3)
-        ax.legend(fontsize=7, ncol=min(len(rates), 3))
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if note:
-        fig.text(0.01, 0.005, note, fontsize=6, alpha=0.7)
-    fig.tight_layout(rect=(0, 0.02 if note else 0, 1, 1))
+        fig.text(0.01, 0.005, note, fontsize=6, alpha=0.7, wrap=True)
+    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
     fig.savefig(path, dpi=80)
     plt.close(fig)

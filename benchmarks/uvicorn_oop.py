@@ -5,11 +5,12 @@
     python -m benchmarks.uvicorn_oop --ws wscore,wsproto --quick
 
 Each row starts `python -m uvicorn --ws WS --host 127.0.0.1 --port P benchmarks.asgi_echo:echo
---no-access-log --lifespan off` (a raw ASGI echo app; uvicorn's other settings are its defaults, so
-its loop is uvloop when uvloop is installed) in a subprocess, waits until the port accepts a
-connection, and measures with echo.py's cases and repeats from this process, with the fastest asyncio
-client (picows if it imports, else wscore_asyncio). `--ws` rows: wscore's plug-in
-(`wscore_asyncio.uvicorn:WSCoreProtocol`), `websockets-sansio`, `wsproto` and the legacy `websockets`.
+--no-access-log --lifespan off --loop auto` (a raw ASGI echo app; uvicorn's other settings are its
+defaults, so its loop is uvloop when uvloop is installed; `--loop asyncio` to compare) in a
+subprocess, waits until the port accepts a connection, and measures with echo.py's cases and repeats
+from this process, with the fastest asyncio client (picows if it imports, else wscore_asyncio).
+`--ws` rows: wscore's plug-in (`wscore_asyncio.uvicorn:WSCoreProtocol`), `websockets-sansio`,
+`wsproto` and the legacy `websockets`.
 Ratios are wscore's row over each other row, from this one run.
 """
 
@@ -45,8 +46,8 @@ WS = {
 START_TIMEOUT = 30.0
 
 
-def uvicorn_process(ws: str) -> Server:
-    """A server: uvicorn's CLI in a subprocess with `--ws ws`, stopped (killed if need be) on exit."""
+def uvicorn_process(ws: str, loop: str) -> Server:
+    """A server: uvicorn's CLI in a subprocess (`--ws ws --loop loop`), stopped (or killed) on exit."""
 
     @asynccontextmanager
     async def run() -> AsyncIterator[str]:
@@ -54,7 +55,7 @@ def uvicorn_process(ws: str) -> Server:
         command = [
             *(sys.executable, "-m", "uvicorn", "--ws", ws, "--host", "127.0.0.1", "--port", str(port)),
             *("benchmarks.asgi_echo:echo", "--no-access-log", "--lifespan", "off"),
-            *("--log-level", "warning", "--ws-max-size", str(peers.MAX_SIZE)),
+            *("--log-level", "warning", "--ws-max-size", str(peers.MAX_SIZE), "--loop", loop),
         ]
         # This checkout's wscore and adapters, whatever is installed.
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "adapters")])}
@@ -110,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run every selected `--ws` class under uvicorn's CLI and print one table."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.uvicorn_oop", description=__doc__.splitlines()[0])
     p.add_argument("--ws", default=",".join(WS), help=f"the rows (default {','.join(WS)})")
+    p.add_argument("--loop", default="auto", help="uvicorn's --loop: auto (its default), asyncio, uvloop")
     add_args(p, "16,1024")
     p.set_defaults(mode="batch,gated")
     args = p.parse_args(argv)
@@ -119,11 +121,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"unknown --ws rows: {', '.join(sorted(unknown))}")
     client_name, client = fastest_client()
     libs = [
-        Lib(f"uvicorn --ws {name}", "uvicorn-oop", uvicorn_process(WS[name]), client, "asyncio", ASYNCIO)
+        Lib(
+            f"uvicorn --ws {name}",
+            "uvicorn-oop",
+            uvicorn_process(WS[name], args.loop),
+            client,
+            "asyncio",
+            ASYNCIO,
+        )
         for name in args.ws.split(",")
     ]
     best = measure(libs, cases, args)
-    print(f"\n{'### ' if args.markdown else ''}uvicorn in its own process, {client_name} client\n")
+    title = f"uvicorn in its own process (--loop {args.loop}), {client_name} client"
+    print(f"\n{'### ' if args.markdown else ''}{title}\n")
     print(table(libs, cases, best, args.markdown))
 
 
