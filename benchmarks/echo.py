@@ -212,9 +212,9 @@ async def run_gated(send: Send, recv: Recv, payload: bytes, window: int, rounds:
     return rounds / (time.perf_counter() - start)
 
 
-async def run_case(lib: Lib, send: Send, recv: Recv, case: Case, rounds: int) -> float:
-    size, inflight, mode = case
-    payload = bytes(32 + i % 95 for i in range(size))
+async def run_case(lib: Lib, send: Send, recv: Recv, payload: bytes, *, case: Case, rounds: int) -> float:
+    """One timed run of `case` (its mode, W) with `payload`; round trips per second."""
+    _, inflight, mode = case
     if mode == "gated":
         return await run_gated(send, recv, payload, inflight, rounds, gate=lib.gate(inflight))
     return await run_batch(send, recv, payload, inflight, rounds)
@@ -233,8 +233,8 @@ async def run_lib(lib: Lib, cases: Sequence[Case], args: argparse.Namespace) -> 
                 raise RuntimeError(f"{lib.name}: wrong echo for {fmt_size(size)}")
             rounds = rounds_for(size, args.rounds, args.budget)
             # Warm up (first-use allocations, the socket buffers' growth) an eighth as long.
-            await run_case(lib, send, recv, case, max(4 * inflight, rounds // 8))
-            rates.append(await run_case(lib, send, recv, case, rounds))
+            await run_case(lib, send, recv, payload, case=case, rounds=max(4 * inflight, rounds // 8))
+            rates.append(await run_case(lib, send, recv, payload, case=case, rounds=rounds))
     return rates
 
 
