@@ -169,8 +169,8 @@ def check(data: bytes, size: int) -> None:
         raise RuntimeError(f"echo of {len(data)} bytes, {size} sent")
 
 
-async def run_batch(send: Send, recv: Recv, payload: bytes, inflight: int, rounds: int) -> float:
-    """`rounds` round trips, `inflight` at a time; returns round trips per second."""
+async def run_batch(send: Send, recv: Recv, payload: bytes, inflight: int, rounds: int) -> int:
+    """About `rounds` round trips, `inflight` at a time (batches of them); returns how many."""
     batches = max(1, rounds // inflight)
     size = len(payload)
 
@@ -178,7 +178,6 @@ async def run_batch(send: Send, recv: Recv, payload: bytes, inflight: int, round
         for _ in range(inflight):
             await send(payload)
 
-    start = time.perf_counter()
     if inflight == 1:
         for _ in range(batches):
             await send(payload)
@@ -191,11 +190,11 @@ async def run_batch(send: Send, recv: Recv, payload: bytes, inflight: int, round
                 tg.start_soon(send_batch)
                 for _ in range(inflight):
                     check(await recv(), size)
-    return batches * inflight / (time.perf_counter() - start)
+    return batches * inflight
 
 
-async def run_gated(send: Send, recv: Recv, payload: bytes, window: int, rounds: int, *, gate: Gate) -> float:
-    """`rounds` round trips, a sender task keeping up to `window` in flight; round trips per second."""
+async def run_gated(send: Send, recv: Recv, payload: bytes, window: int, rounds: int, *, gate: Gate) -> int:
+    """`rounds` round trips, a sender task keeping up to `window` in flight behind `gate`; returns rounds."""
     size = len(payload)
 
     async def sender() -> None:
@@ -203,21 +202,27 @@ async def run_gated(send: Send, recv: Recv, payload: bytes, window: int, rounds:
             await gate.acquire()
             await send(payload)
 
-    start = time.perf_counter()
     async with anyio.create_task_group() as tg:
         tg.start_soon(sender)
         for _ in range(rounds):
             check(await recv(), size)
             gate.release()
-    return rounds / (time.perf_counter() - start)
+    return rounds
 
 
-async def run_case(lib: Lib, send: Send, recv: Recv, payload: bytes, *, case: Case, rounds: int) -> float:
-    """One timed run of `case` (its mode, W) with `payload`; round trips per second."""
+async def run_case(
+    lib: Lib, send: Send, recv: Recv, payload: bytes, *, case: Case, rounds: int, cpu: bool = False
+) -> float:
+    """One timed run of `case` (its mode, W) with `payload`; round trips per second of wall time, or
+    of this process's CPU time (both sides' when client and server run here) if `cpu`."""
     _, inflight, mode = case
+    clock = time.process_time if cpu else time.perf_counter
+    start = clock()
     if mode == "gated":
-        return await run_gated(send, recv, payload, inflight, rounds, gate=lib.gate(inflight))
-    return await run_batch(send, recv, payload, inflight, rounds)
+        done = await run_gated(send, recv, payload, inflight, rounds, gate=lib.gate(inflight))
+    else:
+        done = await run_batch(send, recv, payload, inflight, rounds)
+    return done / (clock() - start)
 
 
 async def run_lib(lib: Lib, cases: Sequence[Case], args: argparse.Namespace) -> list[float]:
@@ -234,7 +239,9 @@ async def run_lib(lib: Lib, cases: Sequence[Case], args: argparse.Namespace) -> 
             rounds = rounds_for(size, args.rounds, args.budget)
             # Warm up (first-use allocations, the socket buffers' growth) an eighth as long.
             await run_case(lib, send, recv, payload, case=case, rounds=max(4 * inflight, rounds // 8))
-            rates.append(await run_case(lib, send, recv, payload, case=case, rounds=rounds))
+            rates.append(
+                await run_case(lib, send, recv, payload, case=case, rounds=rounds, cpu=args.cpu_time)
+            )
     return rates
 
 
@@ -312,6 +319,12 @@ def add_args(p: argparse.ArgumentParser, sizes: str) -> None:
     p.add_argument("--repeat", type=int, help="repeats; the best counts (default 5)")
     p.add_argument("--quick", action="store_true", help="16 B and 64 KiB, few rounds: a smoke run")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    p.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="rates per second of this process's CPU time (client and server), not wall time: less "
+        "sensitive to other jobs on a shared machine",
+    )
 
 
 def finish_args(args: argparse.Namespace, sizes: str) -> list[Case]:

@@ -116,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.set_defaults(mode="batch,gated")
     args = p.parse_args(argv)
     cases = finish_args(args, "16,1024")
+    if args.cpu_time:
+        raise SystemExit("--cpu-time would leave out the server: it runs in another process")
     unknown = set(args.ws.split(",")) - set(WS)
     if unknown:
         raise SystemExit(f"unknown --ws rows: {', '.join(sorted(unknown))}")
