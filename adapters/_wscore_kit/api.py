@@ -141,10 +141,12 @@ def text_or_bytes(data: object, kind: str) -> None:
 
 
 def expect_str(msg: WSMessage) -> str:
-    """The data of a TEXT message; anything else raises `WSMessageTypeError` (aiohttp's behaviour)."""
+    """The data of a TEXT message (bytes with `decode_text=False`, as in aiohttp); anything else
+    raises `WSMessageTypeError` (aiohttp's behaviour)."""
     if msg.type is not WSMsgType.TEXT:
         raise WSMessageTypeError(f"Received message {msg.type}:{msg.data!r} is not WSMsgType.TEXT")
-    return str(msg.data)
+    data: str = msg.data
+    return data
 
 
 def expect_bytes(msg: WSMessage) -> bytes:

@@ -73,6 +73,7 @@ _CLOSING: Final = State.CLOSING
 _CLOSED: Final = State.CLOSED
 _CONNECTING: Final = State.CONNECTING
 _CLOSE_MSG: Final = WSMsgType.CLOSE
+_TEXT_MSG: Final = WSMsgType.TEXT
 _KNOWN_CODES: Final = {int(code): code for code in WSCloseCode}
 _STOP_ITERATION: Final = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
 
@@ -88,6 +89,7 @@ class WebSocketAPI:
         "_autoclose",
         "_closing",
         "_conn",
+        "_decode_text",
         "_low_water",
         "_max_queue",
         "_max_queue_bytes",
@@ -117,6 +119,7 @@ class WebSocketAPI:
     _stall_deadline: float | None
     _autoclose: bool
     _reply_deadline: float | None
+    _decode_text: bool
 
     def _init_api(
         self,
@@ -151,6 +154,7 @@ class WebSocketAPI:
         self._stall_deadline: float | None = None
         self._autoclose = autoclose
         self._reply_deadline: float | None = None  # see _deliver
+        self._decode_text = True  # False (connect(decode_text=False)): TEXT data as UTF-8 bytes
 
     # -- primitives (each adapter's) -------------------------------------------------------------
 
@@ -377,9 +381,12 @@ class WebSocketAPI:
         ):
             self._resume_reading()
         if msg.extra.__class__ is bool:  # a fragment: only in fragment mode (fragments=True)
-            return await streaming.assemble(self, msg, timeout)
-        if msg.type is _CLOSE_MSG and self._autoclose:
+            msg = await streaming.assemble(self, msg, timeout)
+        elif msg.type is _CLOSE_MSG and self._autoclose:
             self._answer_close()
+        if not self._decode_text and msg.type is _TEXT_MSG and msg.data.__class__ is str:
+            # aiohttp's decode_text=False; the core has checked the UTF-8 already (RFC 6455 §8.1).
+            return WSMessage(_TEXT_MSG, msg.data.encode("utf-8"), msg.extra)
         return msg
 
     def _answer_close(self) -> None:
@@ -392,7 +399,8 @@ class WebSocketAPI:
             self._pump()
 
     async def receive_str(self, *, timeout: float | None = None) -> str:
-        """The next message, which must be TEXT (else `WSMessageTypeError`)."""
+        """The next message, which must be TEXT (else `WSMessageTypeError`); its UTF-8 bytes with
+        `connect(decode_text=False)`, as in aiohttp."""
         return expect_str(await self.receive(timeout))
 
     async def receive_bytes(self, *, timeout: float | None = None) -> bytes:

@@ -10,14 +10,15 @@ each other.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import MISSING, dataclass, fields
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+from dataclasses import MISSING, dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
 from wscore import DeflateOptions, WSConfig
 from wscore.handshake import HeadersLike, SubprotocolSelector
 
-from .api import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, WSTimeout, make_config
+from .api import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, WSTimeout, compress_options, make_config
 from .proxy import ProxyOption
 from .reconnect import backoff
 from .server import Origins, ProcessRequest
@@ -39,9 +40,32 @@ _MiB = 1024 * 1024
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+class _EncodesAuth(Protocol):
+    def encode(self) -> str: ...
+
+
+BasicAuthLike = tuple[str, str] | _EncodesAuth
+"""`auth=`: `(login, password)`, or an object whose `encode()` gives the Authorization value
+(aiohttp's `BasicAuth`)."""
+
+ParamValue = str | int | float
+Params = Mapping[str, ParamValue] | Sequence[tuple[str, ParamValue]] | str
+"""`params=`: query parameters appended to the URL's own, as aiohttp (yarl's `extend_query`) does."""
+
+HANDSHAKE_HEADERS = {
+    "upgrade": "the handshake sets it",
+    "connection": "the handshake sets it",
+    "sec-websocket-key": "the handshake sets it",
+    "sec-websocket-version": "the handshake sets it",
+    "sec-websocket-accept": "a server's header",
+    "sec-websocket-protocol": "use protocols=",
+    "sec-websocket-extensions": "use compress= (and client_notakeover=)",
+}
+"""Request headers `headers=` may not set (lowercase name → what to do instead)."""
+
+
 class _CommonKwargs(TypedDict, total=False):
     protocols: Sequence[str]
-    timeout: WSTimeout | None
     open_timeout: float | None
     heartbeat: float | None
     pong_timeout: float | None
@@ -59,6 +83,8 @@ class _CommonKwargs(TypedDict, total=False):
 class ClientKwargs(_CommonKwargs, total=False):
     """The keyword arguments of every adapter's `connect()` (see `ClientOptions`)."""
 
+    timeout: WSTimeout | float | None
+    receive_timeout: float | None
     headers: HeadersLike | Mapping[str, str] | None
     origin: str | None
     ssl: ssl_module.SSLContext | bool | None
@@ -68,11 +94,17 @@ class ClientKwargs(_CommonKwargs, total=False):
     reconnect_delays: Callable[[], Iterator[float]]
     sock: socket.socket | None
     proxy: ProxyOption
+    auth: BasicAuthLike | None
+    params: Params | None
+    method: str
+    client_notakeover: bool
+    decode_text: bool
 
 
 class AcceptKwargs(_CommonKwargs, total=False):
     """The keyword arguments of a server's one connection (`accept_socket()`; see `ServerOptions`)."""
 
+    timeout: WSTimeout | None
     select_subprotocol: SubprotocolSelector | None
     process_request: ProcessRequest | None
     extra_headers: HeadersLike
@@ -155,18 +187,14 @@ class _Options:
         )
 
     @property
-    def receive_timeout(self) -> float | None:
-        """The default bound of each `receive()`."""
-        return None if self.timeout is None else self.timeout.receive
-
-    @property
     def connection_args(self) -> dict[str, Any]:
         """The keyword arguments every adapter's connection class takes from the options."""
         return {
             "max_queue": self.max_queue,
             "max_queue_bytes": self.max_queue_bytes,
             "autoclose": self.autoclose,
-            "receive_timeout": self.receive_timeout,
+            # The default bound of each receive().
+            "receive_timeout": None if self.timeout is None else self.timeout.receive,
             "write_timeout": self.write_timeout,
         }
 
@@ -194,8 +222,17 @@ class ClientOptions(_Options):
       SOCKS (`socks5://`, `socks5h://`, `socks4://`, the `socks` extra) proxy URL; True (default):
       from the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, as urllib reads them);
       None: connect directly.
+    - aiohttp's other `ws_connect` arguments: `timeout` may be a number (the close timeout, with
+      aiohttp's DeprecationWarning) and `receive_timeout` the receive bound (likewise); `auth`
+      (`(login, password)` or `BasicAuth`; credentials in the URL do the same): `Authorization: Basic`;
+      `params`: query parameters appended to the URL's; `method`: GET only (RFC 6455 §4.1);
+      `client_notakeover`: offer client_no_context_takeover; `decode_text=False`: TEXT data as
+      UTF-8 bytes (still checked). `headers` replace our defaults (User-Agent) name by name.
     """
 
+    receive_timeout: float | None = None
+    """aiohttp's deprecated spelling of `timeout=WSTimeout(receive=...)`: folded into `timeout`
+    (with aiohttp's DeprecationWarning), then None."""
     headers: HeadersLike | Mapping[str, str] | None = None
     origin: str | None = None
     ssl: ssl_module.SSLContext | bool | None = None
@@ -205,6 +242,66 @@ class ClientOptions(_Options):
     reconnect_delays: Callable[[], Iterator[float]] = backoff
     sock: socket.socket | None = None
     proxy: ProxyOption = True
+    auth: BasicAuthLike | None = None
+    params: Params | None = None
+    method: str = "GET"
+    client_notakeover: bool = False
+    decode_text: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        timeout: object = self.timeout
+        if timeout is not None and not isinstance(timeout, WSTimeout):
+            if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+                # stacklevel: __post_init__ < __init__ < of() < connect() < the caller.
+                warnings.warn(
+                    "parameter 'timeout' of type 'float' is deprecated, please use "
+                    "'timeout=WSTimeout(close=...)'",
+                    DeprecationWarning,
+                    stacklevel=5,
+                )
+                timeout = WSTimeout(close=float(timeout))
+            elif hasattr(timeout, "ws_receive") and hasattr(timeout, "ws_close"):
+                # aiohttp's ClientWSTimeout(ws_receive=, ws_close=)
+                timeout = WSTimeout(receive=timeout.ws_receive, close=timeout.ws_close)
+            else:
+                raise TypeError(f"timeout must be a WSTimeout, a number or None, not {timeout!r}")
+        if self.receive_timeout is not None:
+            warnings.warn(
+                "float parameter 'receive_timeout' is deprecated, please use parameter "
+                "'timeout=WSTimeout(receive=...)'",
+                DeprecationWarning,
+                stacklevel=5,
+            )
+            # aiohttp's rule: receive_timeout wins over timeout's receive bound, its close stays.
+            timeout = replace(timeout or WSTimeout(), receive=self.receive_timeout)
+            object.__setattr__(self, "receive_timeout", None)  # folded: replace() does not warn again
+        object.__setattr__(self, "timeout", timeout)
+        ssl = self.ssl
+        if ssl is not None and not isinstance(ssl, bool):
+            import ssl as ssl_module  # only for a value that is neither None nor a bool
+
+            if not isinstance(ssl, ssl_module.SSLContext):
+                raise TypeError(f"ssl should be SSLContext, bool or None, got {ssl!r} instead.")
+        if not isinstance(self.method, str) or self.method.upper() != "GET":
+            raise ValueError(
+                f"method {self.method!r}: the opening handshake is a GET request (RFC 6455 §4.1), "
+                "which every server checks; no other method can upgrade"
+            )
+        if self.client_notakeover and compress_options(self.compress) is None:
+            raise ValueError("client_notakeover offers a permessage-deflate parameter: it needs compress=")
+        auth = self.auth
+        if auth is not None and not _is_auth(auth):
+            raise TypeError("BasicAuth() tuple is required instead")
+        check_headers(self.headers, origin=self.origin, auth=auth is not None)
+
+    @property
+    def config(self) -> WSConfig:
+        """The core's configuration; `client_notakeover` added to the deflate offer."""
+        config = super().config
+        if self.client_notakeover and config.compress is not None:
+            config = replace(config, compress=replace(config.compress, client_no_context_takeover=True))
+        return config
 
 
 @dataclass(frozen=True)
@@ -245,6 +342,44 @@ class ServerOptions(_Options):
 
             if not hasattr(socket_module, "SO_REUSEPORT"):
                 raise ValueError("reuse_port needs SO_REUSEPORT, which this platform does not have")
+
+
+def _is_auth(auth: object) -> bool:
+    if isinstance(auth, (str, bytes)):
+        return False
+    if callable(getattr(auth, "encode", None)):
+        return True  # aiohttp's BasicAuth (a tuple with encode()) and the like
+    return isinstance(auth, tuple) and len(auth) == 2 and all(isinstance(part, str) for part in auth)
+
+
+def header_name(name: str | bytes) -> str:
+    """A header name as str (bytes are latin-1, as HTTP is)."""
+    return name.decode("latin-1") if isinstance(name, bytes) else name
+
+
+def check_headers(headers: HeadersLike | Mapping[str, str] | None, *, origin: str | None, auth: bool) -> None:
+    """`ValueError` for what `connect(headers=)` may not hold: a name twice (one value per name,
+    case-insensitive), a header the handshake owns, Origin besides `origin=`, Authorization
+    besides `auth=` (aiohttp's wording)."""
+    if not headers:
+        return
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    seen: set[str] = set()
+    for raw, _value in pairs:
+        name = header_name(raw)
+        lower = name.lower()
+        if lower in seen:
+            raise ValueError(f"header {name!r} given twice in headers=: one value per name")
+        seen.add(lower)
+        owned = HANDSHAKE_HEADERS.get(lower)
+        if owned is not None:
+            raise ValueError(f"header {name!r} belongs to the WebSocket handshake: {owned}")
+        if lower == "origin" and origin is not None:
+            raise ValueError(f"header {name!r} in headers= and origin= together: give one (origin=)")
+        if lower == "authorization" and auth:
+            raise ValueError(
+                "Cannot combine AUTHORIZATION header with AUTH argument or credentials encoded in URL"
+            )
 
 
 ACCEPT_OPTIONS = tuple(AcceptKwargs.__annotations__)

@@ -8,9 +8,10 @@ websockets' (`websockets.asyncio.client.connect.process_redirect`):
   `ws://`/`wss://` (servers written for HTTP clients send those);
 - `ws` → `wss` is followed, `wss` → `ws` is refused (a TLS downgrade);
 - to another origin (scheme, host or port), `Authorization`, `Cookie` and `Proxy-Authorization` are
-  dropped from `headers` so that credentials do not leak to a third party; `origin` and the other
-  headers go along unchanged (the page that opens the connection has not moved); a connection given
-  as `sock=` or a TLS name given as `server_hostname=` cannot follow there (refused);
+  dropped from `headers` (and `auth=`, or credentials given in the URL) so that credentials do not
+  leak to a third party; `origin` and the other headers go along unchanged (the page that opens the
+  connection has not moved); a connection given as `sock=` or a TLS name given as `server_hostname=`
+  cannot follow there (refused);
 - a URL seen before is a loop, reported as such; more than `max_redirects` is an error naming the count.
 
 Every refusal is a `HandshakeError` with the redirect's status and headers, so that
@@ -91,6 +92,8 @@ def redirect_target(
             pairs = headers.items() if isinstance(headers, Mapping) else headers
             kept = [(k, v) for k, v in pairs if _name(k).lower() not in CREDENTIAL_HEADERS]
             options = replace(options, headers=kept)
+        if options.auth is not None:
+            options = replace(options, auth=None)  # its Authorization header, dropped likewise
     seen.append(target)
     return target, options
 

@@ -21,7 +21,7 @@ from .api import (
     DEFAULT_MAX_QUEUE,
     WSURL,
 )
-from .client import client_connection
+from .client import client_connection, prepare_client
 from .driver import IOBackend, StreamWebSocket
 from .options import ClientKwargs, ClientOptions, with_options
 from .reconnect import StreamConnect
@@ -51,6 +51,7 @@ async def connect_stream(
         io = ws_class.io
     stream, conn = await follow_redirects(partial(_client_handshake, io, open_stream), url, options)
     ws = ws_class(stream, conn, io=io, **options.connection_args)
+    ws._decode_text = options.decode_text
     async with ws.running() as running:
         yield running
 
@@ -166,6 +167,7 @@ def stream_client(
         (`_wscore_kit.reconnect`).
         """
         opts = ClientOptions.of(options)  # a wrong option fails here, before anything else
+        url, opts = prepare_client(url, opts)
         io = io_of() if io_of is not None else ws_class.io
         return StreamConnect(partial(connect_stream, ws_class, open_stream, url, opts, io), io, opts)
 

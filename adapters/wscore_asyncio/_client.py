@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from _wscore_kit.api import client_ssl_context
-from _wscore_kit.client import client_connection
+from _wscore_kit.client import client_connection, prepare_client
 from _wscore_kit.options import ClientKwargs, ClientOptions, with_options
 from _wscore_kit.proxy import asyncio_create_connection, proxy_ssl_context, select_proxy
 from _wscore_kit.reconnect import ClosingSession, Reconnecting
@@ -27,6 +27,7 @@ async def _open(url: str, options: ClientOptions) -> WebSocket:
     loop = asyncio.get_running_loop()
     parsed, conn = client_connection(url, options, loop.time())
     ws = WebSocket(conn, loop=loop, **options.connection_args)
+    ws._decode_text = options.decode_text
     context = client_ssl_context(options.ssl) if parsed.secure else None
     kwargs: dict[str, Any] = {"ssl": context}
     if context is not None:
@@ -74,12 +75,13 @@ class connect(Opener[WebSocket]):
       before reading from the socket pauses.
     - `ssl`: an `SSLContext`, True (default verification) or False (none); `sock`: an already
       connected socket to use instead of connecting.
+    - aiohttp's `receive_timeout`, a number as `timeout`, `auth`, `params`, `method`,
+      `client_notakeover`, `decode_text`: see `ClientOptions`.
     """
 
     @with_options(ClientOptions)
     def __init__(self, url: str, **options: Unpack[ClientKwargs]) -> None:
-        self._options = ClientOptions.of(options)
-        self._url = url
+        self._url, self._options = prepare_client(url, ClientOptions.of(options))
 
     async def _open(self) -> WebSocket:
         return await follow_redirects(_open, self._url, self._options)
