@@ -93,7 +93,11 @@ async def _open(args: argparse.Namespace, stop: asyncio.Event) -> WebSocket:
         options["ssl"] = _client_tls(args.cafile, args.insecure)
         if args.insecure:
             warn(f"warning: --insecure: the certificate of {where} is not verified (no CA, no host name)")
-    opening = asyncio.ensure_future(connect(args.url, **options))
+    try:
+        connecting = connect(args.url, **options)
+    except (ValueError, TypeError) as exc:  # e.g. a --header the handshake owns, or one given twice
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    opening = asyncio.ensure_future(connecting)
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({opening, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -128,6 +128,22 @@ def test_bad_header_is_a_usage_error() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("headers", "said"),
+    [
+        (["Upgrade: h2c"], "'Upgrade' belongs to the WebSocket handshake"),
+        (["X-A: 1", "x-a: 2"], "'x-a' given twice"),
+    ],
+    ids=["owned", "twice"],
+)
+def test_a_header_connect_refuses_is_a_usage_error(headers: list[str], said: str) -> None:
+    args = [arg for header in headers for arg in ("--header", header)]
+    result = _run_cli("connect", "ws://127.0.0.1:1/", *args)
+    assert result.returncode == 2
+    assert said in _one_line_error(result, "connect")
+    assert "Traceback" not in result.stderr
+
+
 def test_refused_connection(unused_port: int) -> None:
     result = _run_cli("connect", f"ws://127.0.0.1:{unused_port}/")
     assert result.returncode == 1
