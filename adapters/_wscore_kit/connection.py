@@ -608,6 +608,15 @@ class WebSocketAPI:
         return deflate.remote_max_window_bits if self._conn.client else deflate.local_max_window_bits
 
     @property
+    def client_notakeover(self) -> bool:
+        """Whether the client resets its compression context after each message (permessage-deflate's
+        client_no_context_takeover as agreed; aiohttp's property); False without compression."""
+        deflate = self._conn.deflate
+        if deflate is None:
+            return False
+        return deflate.local_no_context_takeover if self._conn.client else deflate.remote_no_context_takeover
+
+    @property
     def close_reason(self) -> str:
         """The reason that came with `close_code`."""
         return self._conn.close_reason

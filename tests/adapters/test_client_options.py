@@ -285,6 +285,15 @@ async def test_aiohttps_client_ws_timeout_is_understood(adapter: Adapter) -> Non
                 await ws.receive()
 
 
+@pytest.mark.parametrize(
+    "option", [{"timeout": 3}, {"receive_timeout": 1}], ids=["timeout", "receive_timeout"]
+)
+async def test_the_deprecation_warning_points_at_the_caller(adapter: Adapter, option: dict[str, Any]) -> None:
+    with pytest.warns(DeprecationWarning) as record:
+        adapter.module.connect(DEAD, **option)  # not entered: nothing connects
+    assert [w.filename for w in record] == [__file__]
+
+
 async def test_a_timeout_of_another_type_is_a_type_error(adapter: Adapter) -> None:
     with pytest.raises(TypeError, match="timeout must be a WSTimeout, a number or None"):
         async with adapter.connect(DEAD, timeout="10"):
@@ -308,6 +317,18 @@ async def test_client_notakeover_is_offered_and_messages_still_flow(adapter: Ada
     (offer,) = _values(request, "sec-websocket-extensions")
     assert "permessage-deflate" in offer
     assert "client_no_context_takeover" in offer
+
+
+async def test_ws_client_notakeover_reports_what_was_agreed(adapter: Adapter) -> None:
+    """aiohttp's `ws.client_notakeover` on the client: True when offered (and so agreed)."""
+    async with adapter.run_server(_echo) as url:
+        for offered in (True, False):
+            async with adapter.connect(url, compress=15, client_notakeover=offered) as ws:
+                await ws.send_str("x" * 1000)
+                assert await ws.receive_str() == "x" * 1000
+                assert ws.client_notakeover is offered
+        async with adapter.connect(url) as ws:
+            assert ws.client_notakeover is False  # no compression at all
 
 
 async def test_without_client_notakeover_it_is_not_offered(adapter: Adapter) -> None:
