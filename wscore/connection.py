@@ -98,8 +98,10 @@ class Connection:
     `receive_data()`, a driver may read `state`, `pending_output` and `pending_events` directly instead
     of calling `data_to_send()` and `events()`, to spend no call on a read that produced nothing. A
     driver that reads `pending_events` must empty that list in place (`.clear()`) once it has taken
-    the events; one that reads `pending_output` takes its bytes with `data_to_send()` (or pops a lone
-    frame). Nothing else of the object may be written from outside.
+    the events; one that reads `pending_output` takes its bytes with `data_to_send()`, pops a lone
+    item, or replaces the list with an empty one and writes its items in order (a big frame's header
+    and payload are two items, for a vectored write). Nothing else of the object may be written from
+    outside.
     """
 
     def __init__(
@@ -887,7 +889,9 @@ class Connection:
         elif n < 65536:
             self.pending_output.append(_pack_h(b0, 126, n) + payload)
         else:
-            self.pending_output.append(_pack_q(b0, 127, n) + payload)
+            # Header and payload stay two items: a driver that can write a list without joining it
+            # (writev, sendmsg) sends a big payload from the caller's bytes, without a copy of it.
+            self.pending_output += (_pack_q(b0, 127, n), payload)
 
     def send_fragment(
         self, data: str | bytes | bytearray | memoryview, fin: bool, *, compress: bool | None = None

@@ -358,3 +358,20 @@ def test_the_driver_fast_path_contract() -> None:
     conn.receive_data(frame_for(False, 0x8, b"\x03\xe8"))
     assert conn.state is State.CLOSED  # type: ignore[comparison-overlap]  # mypy narrowed it above
     assert [m.type for m in conn.pending_events] == [WSMsgType.CLOSE, WSMsgType.CLOSED]
+
+
+@pytest.mark.parametrize("n", [65535, 65536, 1 << 20])
+def test_a_big_server_frame_is_header_and_payload(n: int) -> None:
+    """From 64 KiB a server frame's header and payload are two items of `pending_output`, the payload
+    the caller's own bytes (a driver writes them with one vectored call, without copying the payload);
+    `data_to_send()` joins them into the same frame."""
+    payload = bytes(i % 251 for i in range(n))
+    conn = Connection(client=False)
+    conn.send_bytes(payload)
+    out = conn.pending_output
+    if n < 65536:
+        assert len(out) == 1
+    else:
+        assert len(out) == 2 and out[1] is payload
+    frames = parse_frames(conn.data_to_send())
+    assert len(frames) == 1 and frames[0].payload == payload and frames[0].opcode == 2
