@@ -13,6 +13,8 @@ import re
 import signal
 from collections.abc import Callable
 
+import pytest
+
 from tests.redis_server import RedisServer, redis_server  # noqa: F401  (a fixture)
 from wscore_asyncio import WebSocket, WSMessage, WSMsgType, connect
 
@@ -153,7 +155,10 @@ def test_a_killed_worker_is_reported_and_restarted(unused_port: int) -> None:
     run(main())
 
 
-def test_echo_workers_share_the_port_and_stop_with_1001(unused_port: int) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_echo_workers_share_the_port_and_stop_with_1001(unused_port: int, signum: signal.Signals) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM (what a process manager sends) to the parent: every worker closes its
+    clients with 1001 and the parent exits 0."""
     url = f"ws://127.0.0.1:{unused_port}/"
 
     async def main() -> None:
@@ -164,7 +169,7 @@ def test_echo_workers_share_the_port_and_stop_with_1001(unused_port: int) -> Non
             for i, ws in enumerate(clients):
                 await ws.send_str(f"echo {i}")
                 assert await ws.receive_str(timeout=DEADLINE) == f"echo {i}"
-            server.interrupt()
+            server.proc.send_signal(signum)
             for ws in clients:
                 msg = await ws.receive(timeout=DEADLINE)
                 assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1001), msg
