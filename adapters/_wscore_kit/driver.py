@@ -5,8 +5,8 @@ events, byte streams — so the primitives of `WebSocketAPI` (the connection API
 `wscore_asyncio`) are written once here, against an `IOBackend` of a dozen primitives that each
 adapter supplies in a few lines. Pure Python: this module imports neither library.
 
-How a connection runs (one task group it owns, shielded so that only the connection ends it), over a
-byte stream ("pull"):
+How a connection runs (in the task group of `running()`; each of its tasks shielded in its own scope,
+so that only the connection ends it), over a byte stream ("pull"):
 
 - the reader reads the stream, feeds the core and queues the events; it stops reading while
   `max_queue` messages wait (back-pressure) and keeps reading otherwise, so pings are answered and
@@ -19,6 +19,10 @@ byte stream ("pull"):
   frames in order;
 - the timer sleeps until the core's `next_deadline()` and calls `handle_timer(now)` (heartbeat, pong,
   close deadlines).
+
+The reader is the task `running()` starts; the writer and the timer start the first time there is
+something to write or a deadline to keep, so an idle connection without a heartbeat has one task
+(a trio task, its scope and frames cost about 2 KiB: memory per connection).
 
 Over an asyncio transport ("push", `IOBackend.push_source`: anyio on its asyncio backend) there is no
 reader and no writer task: the transport's callbacks feed the core and its bytes go to
@@ -228,7 +232,9 @@ class StreamWebSocket(WebSocketAPI):
         "_closer_event",
         "_done",
         "_drain_waiter",
+        "_finished",
         "_flush_scheduled",
+        "_group",
         "_io",
         "_lost",
         "_lost_event",
@@ -238,6 +244,7 @@ class StreamWebSocket(WebSocketAPI):
         "_source",
         "_space_waiter",
         "_stream",
+        "_timer_guard",
         "_timer_scope",
         "_transport",
         "_transport_closed",
@@ -245,6 +252,7 @@ class StreamWebSocket(WebSocketAPI):
         "_write_paused",
         "_write_waiter",
         "_writer_scope",
+        "_writer_started",
         "_writing",
         "_wrote_direct",
         "request",
@@ -275,10 +283,16 @@ class StreamWebSocket(WebSocketAPI):
         self._stream = stream
         self._msg_waiter: EventLike | None = None
         self._drain_waiter: EventLike | None = None
-        self._done = io.event()  # the transport is closed and the background tasks ended
+        # The transport is closed and the background tasks ended; the event is made by the first wait.
+        self._finished = False
+        self._done: EventLike | None = None
         self._clock = io.clock()
         self._timer_scope: ScopeLike | None = None
+        self._timer_guard: ScopeLike | None = None
         self._bg_scope: ScopeLike | None = None
+        # The task group of `running()` while the connection runs: the writer and the timer are started
+        # in it when first needed (an idle connection has neither: memory per connection).
+        self._group: Any = None
         self._transport_closed = False
         # Pulled streams: bytes for the writer, and who is writing.
         self._out: list[bytes] = []
@@ -288,6 +302,7 @@ class StreamWebSocket(WebSocketAPI):
         self._space_waiter: EventLike | None = None
         self._write_waiter: EventLike | None = None
         self._writer_scope: ScopeLike | None = None
+        self._writer_started = False
         # A send wrote from its task and no task switch has been seen since: the next sends go to the
         # writer (pulled) or a flush called soon (pushed), which write them all at once when the
         # sender lets the event loop run: one system call per burst, not per message.
@@ -326,7 +341,7 @@ class StreamWebSocket(WebSocketAPI):
         return self._clock()
 
     def _gone(self) -> bool:
-        return self._transport_closed or self._done.is_set()
+        return self._transport_closed or self._finished
 
     def _behind(self) -> bool:
         return self._write_paused or self.write_buffer_size() > HIGH_WATER
@@ -351,7 +366,12 @@ class StreamWebSocket(WebSocketAPI):
             raise WSTimeoutError(f"no message within {timeout} s")
 
     async def _wait_done(self) -> None:
-        await self._done.wait()
+        done = self._done
+        if done is None:
+            done = self._done = self._io.event()
+            if self._finished:
+                done.set()
+        await done.wait()
 
     def _write(self, data: bytes) -> None:
         transport = self._transport
@@ -369,6 +389,8 @@ class StreamWebSocket(WebSocketAPI):
         self._pending += len(data)
         if not self._writing and self._write_waiter is not None:
             self._write_waiter.set()
+        elif not self._writer_started:
+            self._start_writer()
 
     def _sent(self, size: int) -> bool:
         """Pushed: into the transport (see `_push_out`). Pulled: the first send since the last task
@@ -436,6 +458,8 @@ class StreamWebSocket(WebSocketAPI):
             deadline = self._deadline()
             if deadline is not None and deadline < scope.deadline:
                 scope.deadline = deadline
+        elif self._timer_guard is None and self._group is not None and self._deadline() is not None:
+            self._start_timer()
 
     def _close_transport(self) -> None:
         """The core is done with the connection: the writer (pulled) or the closer (pushed) flushes
@@ -444,6 +468,8 @@ class StreamWebSocket(WebSocketAPI):
             self._flush_out()
             self._closer_event.set()
             return
+        if not self._writer_started:
+            self._start_writer()
         if self._write_waiter is not None and not self._writing:
             self._write_waiter.set()
         # A peer that does not read gets the close timeout to take what is still being written (none
@@ -552,29 +578,59 @@ class StreamWebSocket(WebSocketAPI):
     # -- the background tasks ------------------------------------------------------------------
 
     async def _background(self, *, task_status: Any) -> None:
+        """The connection's one task while it is idle: the reader (pulled) or the closer (pushed),
+        shielded so that only the connection ends it. The writer and the timer are separate tasks,
+        started when first needed (`_start_writer`, `_start_timer`), each shielded in its own scope."""
         io = self._io
         try:
             with io.cancel_scope(shield=True) as self._bg_scope:
-                async with io.task_group() as group:
-                    if self._source is not None:
-                        self._attach(self._source)
-                        group.start_soon(self._closer)
-                    else:
-                        group.start_soon(self._reader)
-                        group.start_soon(self._writer)
-                    group.start_soon(self._timer)
+                conn = self._conn
+                # A connection made without `now` (the embedding path) learns the clock here.
+                conn.handle_timer(io.current_time())
+                if self._source is not None:
+                    self._attach(self._source)
+                    self._pump()
                     task_status.started()
+                    del task_status  # it holds the start's nursery: memory per connection
+                    await self._closer()
+                else:
+                    self._pump()
+                    if self._out or conn.close_transport:
+                        self._start_writer()
+                    task_status.started()
+                    del task_status
+                    await self._reader()
+                    if not self._writer_started:
+                        self._start_writer()
+                    # The writer closes the stream, then cancels this scope.
+                    await io.sleep_forever()
         finally:
+            self._group = None  # no task starts from now on
+            for scope in (self._writer_scope, self._timer_guard):
+                if scope is not None:
+                    scope.cancel()
             with io.cancel_scope(shield=True):
                 await self._aclose_stream()
             conn = self._conn
             if conn.state is not State.CLOSED:
                 conn.receive_eof()
             self._pump()
-            self._done.set()
-            for event in (self._msg_waiter, self._drain_waiter):
+            self._finished = True
+            for event in (self._done, self._msg_waiter, self._drain_waiter):
                 if event is not None:
                     event.set()
+
+    def _start_writer(self) -> None:
+        group = self._group
+        if group is not None:
+            self._writer_started = True
+            group.start_soon(self._writer)
+
+    def _start_timer(self) -> None:
+        group = self._group
+        if group is not None:
+            self._timer_guard = self._io.cancel_scope(shield=True)
+            group.start_soon(self._timer)
 
     def _attach(self, source: PushSource) -> None:
         io = self._io
@@ -627,7 +683,6 @@ class StreamWebSocket(WebSocketAPI):
         stream = self._stream
         receive = io.receiver(stream) or partial(io.receive, stream)
         clock = self._clock
-        self._pump()
         while not conn.close_transport:
             # Back-pressure: see WebSocketAPI._deliver and _check_backlog.
             while self._read_paused or self._write_stalled:
@@ -651,7 +706,8 @@ class StreamWebSocket(WebSocketAPI):
     async def _writer(self) -> None:
         io = self._io
         conn = self._conn
-        with io.cancel_scope() as scope:
+        # Shielded: the writer runs in `running()`'s task group, and only the connection ends it.
+        with io.cancel_scope(shield=True) as scope:
             self._writer_scope = scope
             if conn.close_transport:
                 self._close_transport()
@@ -687,27 +743,27 @@ class StreamWebSocket(WebSocketAPI):
             # Cut short by the close bound: the peer does not read; the stream is dropped.
             self._out.clear()
             self._pending = 0
-        await self._aclose_stream()
+        with io.cancel_scope(shield=True):  # out of the writer's scope: running()'s may be cancelled
+            await self._aclose_stream()
         # The connection is over: end the reader and timer (the stream is closed).
         assert self._bg_scope is not None
         self._bg_scope.cancel()
 
     async def _timer(self) -> None:
         io = self._io
-        conn = self._conn
-        # A connection made without `now` (the embedding path) learns the clock here.
-        conn.handle_timer(io.current_time())
-        self._pump()
-        while True:
-            deadline = self._deadline()
-            with io.cancel_scope(deadline=math.inf if deadline is None else deadline) as scope:
-                self._timer_scope = scope
-                await io.sleep_forever()
-            self._timer_scope = None
-            now = io.current_time()
-            deadline = self._deadline()
-            if deadline is not None and now >= deadline:
-                self._timer_due(now)
+        guard = self._timer_guard
+        assert guard is not None
+        with guard:  # shielded: only the connection ends the timer
+            while True:
+                deadline = self._deadline()
+                with io.cancel_scope(deadline=math.inf if deadline is None else deadline) as scope:
+                    self._timer_scope = scope
+                    await io.sleep_forever()
+                self._timer_scope = None
+                now = io.current_time()
+                deadline = self._deadline()
+                if deadline is not None and now >= deadline:
+                    self._timer_due(now)
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -719,6 +775,7 @@ class StreamWebSocket(WebSocketAPI):
         io = self._io
         error: BaseException | None = None
         async with io.task_group() as group:
+            self._group = group
             await group.start(self._background)
             try:
                 yield self

@@ -77,7 +77,16 @@ class StreamServer:
         with io.cancel_scope(shield=True) as scope:
             self._tasks[scope] = None
             try:
-                await self._serve(stream, scope)
+                # The handshake in a coroutine of its own, the handler in this one: one frame fewer
+                # held while the connection lives (memory per connection).
+                ws = await self._open(stream)
+                if ws is not None:
+                    self._tasks[scope] = ws
+                    try:
+                        async with ws.running(server=True):
+                            await self._handler(ws)
+                    except Exception:
+                        pass  # logged by the close policy (handler_close), once
             except Exception:
                 # Nothing one connection does may end the server's accept loop.
                 logger.exception("serving a connection failed")
@@ -88,7 +97,9 @@ class StreamServer:
                 if not self._tasks and self._idle is not None:
                     self._idle.set()
 
-    async def _serve(self, stream: Any, scope: ScopeLike) -> None:
+    async def _open(self, stream: Any) -> StreamWebSocket | None:
+        """The opening handshake: the connection, or None once a refusal (or `process_request`'s
+        answer) is sent and the stream closed."""
         io = self._io
         config = self._config
         options = self.options
@@ -119,14 +130,8 @@ class StreamServer:
             finally:
                 with io.cancel_scope(shield=True):
                     await io.aclose(stream)
-            return
-        ws = self._ws_class(stream, conn, io=io, **options.connection_args)
-        self._tasks[scope] = ws
-        try:
-            async with ws.running(server=True):
-                await self._handler(ws)
-        except Exception:
-            pass  # logged by the close policy (handler_close), once
+            return None
+        return self._ws_class(stream, conn, io=io, **options.connection_args)
 
     def _full(self) -> bool:
         return self._limit.full(len(self._tasks))

@@ -96,9 +96,9 @@ class Waiter:
         if self._task is not None:
             raise RuntimeError("another task is already waiting")
         self._task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort)
 
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            self._task = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+        # A method, not a closure per wait: an idle connection's receive() waits here (memory).
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
