@@ -531,7 +531,7 @@ class StreamWebSocket(WebSocketAPI):
 
     # -- pushed: the transport's callbacks (see PushSource) ------------------------------------
 
-    def _push_data(self, data: bytes) -> None:
+    def _push_data(self, data: bytes | memoryview) -> None:
         conn = self._conn
         conn.receive_data(data, self._clock())
         if conn.state is not _OPEN or self._closing:

@@ -304,3 +304,39 @@ async def test_accept_running_out_of_descriptors_does_not_end_the_server(
     assert [r.getMessage() for r in caplog.records if "accept() failed" in r.getMessage()] == [
         "accept() failed ([Errno 24] Too many open files); retrying every 0.1 s"
     ]
+
+
+async def test_concurrent_connections_each_read_their_own_bytes() -> None:
+    """On asyncio, every connection of a thread reads into one shared buffer: what arrives before a
+    connection takes over (with the handshake) and frames split across reads must be copied out of
+    it before the next read, whichever connection that read is for."""
+    big = bytes(range(256)) * 1200  # 300 KiB: more than one read of the shared 256 KiB buffer
+
+    async def handler(ws: wscore_anyio.WebSocket) -> None:
+        name = ws.request.path if ws.request is not None else "?"
+        for i in range(5):  # at once: they may come with the 101 response
+            await ws.send_str(f"{name}:{i}")
+        await ws.send_bytes(name.encode() + big)
+        await ws.receive()
+
+    results: dict[int, list[object]] = {}
+
+    async def client(url: str, n: int) -> None:
+        async with wscore_anyio.connect(f"{url}{n}", max_msg_size=1 << 20) as ws:
+            results[n] = [(await ws.receive()).data for _ in range(6)]
+
+    with anyio.fail_after(20):
+        async with serving(handler) as url, anyio.create_task_group() as tg:
+            for n in range(10):
+                tg.start_soon(client, url, n)
+    for n in range(10):
+        assert results[n] == [*(f"/{n}:{i}" for i in range(5)), f"/{n}".encode() + big]
+
+
+@asynccontextmanager
+async def serving(handler: Any) -> AsyncIterator[str]:
+    """`handler` served on 127.0.0.1; yields the ws:// URL up to the path."""
+    async with anyio.create_task_group() as tg:
+        server = await tg.start(partial(wscore_anyio.serve, handler, "127.0.0.1", 0))
+        yield f"ws://127.0.0.1:{server.port}/"
+        tg.cancel_scope.cancel()
