@@ -72,6 +72,9 @@ __all__ = [
 
 
 _RECEIVE_SIZE = 64 * 1024
+# Pushed: frames up to this size sent while received messages wait unread are joined into one write
+# (see `_push_out`); past ~16 KiB a frame's copy costs about what a send() saves.
+_COALESCE_FRAME = 16 * 1024
 _OPEN = State.OPEN
 _CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
@@ -490,17 +493,33 @@ class StreamWebSocket(WebSocketAPI):
     # -- writing -------------------------------------------------------------------------------
 
     def _push_out(self) -> None:
-        """Pushed: the first send since the event loop last ran goes to the transport at once; the
-        next ones are joined and written by one flush called soon."""
+        """Pushed: a small frame sent while received messages still wait unread (the application
+        works through a batch: an echo or request/response loop under pipelining) is held, and leaves
+        with the batch's last answer in one write, as `wscore_asyncio` does. Otherwise the first send
+        since the event loop last ran goes to the transport at once (with what was held); the next
+        ones are joined and written by one flush called soon."""
         data = self._conn.data_to_send()
         transport = self._transport
         if not data or self._lost or transport is None:
             return
-        if not self._wrote_direct and not self._out:
+        out = self._out
+        if self._queue and len(data) <= _COALESCE_FRAME and self._pending + len(data) <= HIGH_WATER:
+            out.append(data)
+            self._pending += len(data)
+            if not self._flush_scheduled:  # at the latest on the loop's next iteration
+                self._flush_scheduled = True
+                self._io.call_soon(self._flush_out)
+            return
+        if not self._wrote_direct:
             self._wrote_direct = True
+            if out:
+                out.append(data)
+                data = b"".join(out)
+                out.clear()
+                self._pending = 0
             transport.write(data)
             return
-        self._out.append(data)
+        out.append(data)
         self._pending += len(data)
         if self._pending > HIGH_WATER:
             self._flush_out()

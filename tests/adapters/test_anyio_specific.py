@@ -306,6 +306,49 @@ async def test_accept_running_out_of_descriptors_does_not_end_the_server(
     ]
 
 
+_UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def test_a_reply_sent_while_messages_wait_unread_leaves_without_another_receive() -> None:
+    """On asyncio, answers sent while received messages still wait are joined into one write; one
+    must still go out when the handler does something else than receive the next message."""
+    got_reply = anyio.Event()
+    done = anyio.Event()
+    second: list[object] = []
+
+    async def handler(ws: wscore_anyio.WebSocket) -> None:
+        first = await ws.receive_bytes()
+        await ws.send_bytes(b"re:" + first)
+        await got_reply.wait()  # not receive(): the second message waits unread meanwhile
+        second.append(await ws.receive_bytes(timeout=0))  # it had arrived with the first
+        done.set()
+
+    peer = Connection(client=True)  # the client side of an open connection, after our own upgrade
+    peer.send_bytes(b"one")
+    peer.send_bytes(b"two")
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            server = await tg.start(partial(wscore_anyio.serve, handler, "127.0.0.1", 0))
+            async with await anyio.connect_tcp("127.0.0.1", server.port) as tcp:
+                await tcp.send(_UPGRADE)
+                response = b""
+                while b"\r\n\r\n" not in response:
+                    response += await tcp.receive()
+                assert response.startswith(b"HTTP/1.1 101 ")
+                await tcp.send(peer.data_to_send())  # both frames in one write
+                peer.receive_data(response.partition(b"\r\n\r\n")[2])
+                while not (events := [(m.type, m.data) for m in peer.events()]):
+                    peer.receive_data(await tcp.receive())
+                assert events == [(WSMsgType.BINARY, b"re:one")]
+                got_reply.set()
+                await done.wait()
+            tg.cancel_scope.cancel()
+    assert second == [b"two"]
+
+
 async def test_concurrent_connections_each_read_their_own_bytes() -> None:
     """On asyncio, every connection of a thread reads into one shared buffer: what arrives before a
     connection takes over (with the handshake) and frames split across reads must be copied out of
