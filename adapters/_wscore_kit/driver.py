@@ -35,11 +35,11 @@ failed) within the close timeout, shielded from the cancellation, then cancels t
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from wscore import (
     Connection,
@@ -786,23 +786,11 @@ class StreamWebSocket(WebSocketAPI):
 
     # -- lifetime ------------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def running(self: _W, *, server: bool = False) -> AsyncIterator[_W]:
+    def running(self: _W, *, server: bool = False) -> _Running[_W]:
         """Run the background tasks for the body; on exit close the connection (1000; 1001 when the
         body is cancelled; 1011 when a server handler raised) and end them. The body's exception is
         re-raised as it is, not wrapped in an exception group."""
-        io = self._io
-        error: BaseException | None = None
-        async with io.task_group() as group:
-            self._group = group
-            await group.start(self._background)
-            try:
-                yield self
-            except BaseException as exc:
-                error = exc
-            await self._shutdown(error, server)
-        if error is not None:
-            raise error
+        return _Running(self, server)
 
     async def _shutdown(self, error: BaseException | None, server: bool) -> None:
         io = self._io
@@ -823,3 +811,43 @@ class StreamWebSocket(WebSocketAPI):
             finally:
                 assert self._bg_scope is not None
                 self._bg_scope.cancel()
+
+
+class _Running(Generic[_W]):
+    """`StreamWebSocket.running()`: `async with` the connection's task group around the body. A class
+    rather than an `asynccontextmanager`: no async generator and frame held for as long as the
+    connection lives (memory per connection)."""
+
+    __slots__ = ("_group_cm", "_server", "_ws")
+
+    def __init__(self, ws: _W, server: bool) -> None:
+        self._ws = ws
+        self._server = server
+        self._group_cm: AbstractAsyncContextManager[Any] | None = None
+
+    async def __aenter__(self) -> _W:
+        ws = self._ws
+        cm = self._group_cm = ws._io.task_group()
+        group = await cm.__aenter__()
+        ws._group = group
+        try:
+            await group.start(ws._background)
+        except BaseException as exc:
+            # As `async with` would: the task group sees the error, then it is raised.
+            await cm.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return ws
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        cm = self._group_cm
+        assert cm is not None
+        try:
+            await self._ws._shutdown(exc, self._server)
+        except BaseException as error:
+            await cm.__aexit__(type(error), error, error.__traceback__)
+            raise
+        # The body's exception (if any) is re-raised by `async with` as it is: returning False.
+        await cm.__aexit__(None, None, None)
+        return False
