@@ -49,7 +49,7 @@ from _wscore_kit.stream_server import StreamServer, listen_options
 from _wscore_kit.tls_accept import TLSAcceptor, supported
 
 from ._asyncio_stream import _AsyncioStream, _nodelay
-from ._backend import _ASYNCIO_IO, _GENERIC_IO, _current_io, _on_asyncio
+from ._backend import _GENERIC_IO, _AsyncioBackendIO, _current_io, _on_asyncio
 from ._hub import Hub
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ async def serve(
     server = WSServer(WebSocket, handler, opts, io)
     if sock is not None:
         sock.listen(backlog)
-    if io is _ASYNCIO_IO:
+    if isinstance(io, _AsyncioBackendIO):
         await _serve_asyncio(
             server,
             host=host,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -80,8 +82,8 @@ class _FutureWaiter:
 
     __slots__ = ("_future",)
 
-    def __init__(self) -> None:
-        self._future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self._future = future
 
     def set(self) -> None:
         if not self._future.done():
@@ -97,26 +99,49 @@ class _FutureWaiter:
 
 class _AsyncioBackendIO(_AnyioIO):
     """On anyio's asyncio backend: connections made by this module run on asyncio's transports
-    (`_AsyncioStream`), driven from the transport's callbacks; asyncio's own events and clock."""
+    (`_AsyncioStream`), driven from the transport's callbacks; asyncio's own events and clock.
+
+    One per `connect()` or `serve()` call, bound to the running loop: on Python 3.11
+    `asyncio.get_running_loop()` makes a getpid() system call, once per message if every wait asked.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        # asyncio's own loops read time.monotonic() and create an asyncio.Future through Python
+        # methods; calling those directly saves a frame per read and per wait (as wscore_asyncio).
+        # Other loops (uvloop) keep theirs.
+        plain = type(loop).time is asyncio.BaseEventLoop.time
+        self._time: Callable[[], float] = time.monotonic if plain else loop.time
+        plain = type(loop).create_future is asyncio.BaseEventLoop.create_future
+        self._future: Callable[[], asyncio.Future[None]] = (
+            partial(asyncio.Future, loop=loop) if plain else loop.create_future
+        )
 
     def event(self) -> EventLike:
         # What anyio.Event wraps on this backend; anyio's cancel scopes cancel its wait() alike.
         return asyncio.Event()
 
     def waiter(self) -> EventLike:
-        return _FutureWaiter()
+        return _FutureWaiter(self._future())
 
     def current_time(self) -> float:
-        return asyncio.get_running_loop().time()
+        return self._time()
 
     def clock(self) -> Callable[[], float]:
-        return asyncio.get_running_loop().time
+        return self._time
+
+    async def sleep_forever(self) -> None:
+        # A future nobody resolves, not anyio.sleep_forever(): that is asyncio.sleep(inf), whose
+        # timer handle at infinity stays in the loop's heap and makes every iteration of the loop
+        # compute a select timeout and check the heap (about 5 calls an iteration). Cancel scopes
+        # cancel this wait like any other.
+        await self._future()
 
     def push_source(self, stream: Any) -> PushSource | None:
         return stream if isinstance(stream, _AsyncioStream) else None
 
     def call_soon(self, fn: Callable[[], object]) -> None:
-        asyncio.get_running_loop().call_soon(fn)
+        self._loop.call_soon(fn)
 
 
 class _TrioBackendIO(_AnyioIO):
@@ -149,7 +174,6 @@ class _TrioBackendIO(_AnyioIO):
 
 
 _GENERIC_IO = _AnyioIO()
-_ASYNCIO_IO = _AsyncioBackendIO()
 _TRIO_IO = _TrioBackendIO()
 
 
@@ -162,4 +186,4 @@ def _on_asyncio() -> bool:
 
 
 def _current_io() -> _AnyioIO:
-    return _ASYNCIO_IO if _on_asyncio() else _TRIO_IO
+    return _AsyncioBackendIO(asyncio.get_running_loop()) if _on_asyncio() else _TRIO_IO
