@@ -22,51 +22,62 @@ RAW_SOCKETS = sys.platform != "win32"
 work on sockets there)."""
 
 
+_wait_readable = trio.lowlevel.wait_readable
+
+
 def socket_try_writer(sock: Any, closed: type[Exception] = trio.ClosedResourceError) -> TryWrite:
     """`try_write` on a nonblocking socket: os.write, one system call and no scheduler pass per message
     (a trio socket's send() is a checkpoint); 0 when the socket is full. Also used by wscore_anyio on
     the trio backend, with its `closed` exception."""
-
-    def try_write(data: bytes | memoryview) -> int:
-        fd = sock.fileno()
-        if fd < 0:
-            raise closed("the socket was closed")
-        try:
-            return os.write(fd, data)
-        except BlockingIOError:
-            return 0
-
-    return try_write
+    return _SocketIO(sock, closed).try_write
 
 
 def socket_receiver(sock: Any, closed: type[Exception] = trio.ClosedResourceError) -> RecvSome:
     """The reader's `recv_some` on a nonblocking socket: wait until readable, then os.read. After a
     short read the socket is most likely empty, so it waits first instead of failing a read."""
-    wait_readable = trio.lowlevel.wait_readable
-    full = False
+    return _SocketIO(sock, closed).recv_some
 
-    async def recv_some() -> bytes:
-        nonlocal full
+
+class _SocketIO:
+    """`socket_try_writer`'s and `socket_receiver`'s state: a small object with methods rather than
+    closures and their cells (kept for as long as the connection lives: memory per connection)."""
+
+    __slots__ = ("_closed", "_full", "_sock")
+
+    def __init__(self, sock: Any, closed: type[Exception]) -> None:
+        self._sock = sock
+        self._closed = closed
+        self._full = False
+
+    def try_write(self, data: bytes | memoryview) -> int:
+        fd = self._sock.fileno()
+        if fd < 0:
+            raise self._closed("the socket was closed")
         try:
-            if not full:
-                await wait_readable(sock)
+            return os.write(fd, data)
+        except BlockingIOError:
+            return 0
+
+    async def recv_some(self) -> bytes:
+        sock = self._sock
+        try:
+            if not self._full:
+                await _wait_readable(sock)
             while True:
                 fd = sock.fileno()
                 if fd < 0:
-                    raise closed("the socket was closed")
+                    raise self._closed("the socket was closed")
                 try:
                     data = os.read(fd, _RECEIVE_SIZE)
                 except BlockingIOError:
-                    await wait_readable(sock)
+                    await _wait_readable(sock)
                     continue
-                full = len(data) == _RECEIVE_SIZE
+                self._full = len(data) == _RECEIVE_SIZE
                 return data
         except trio.ClosedResourceError as exc:
-            if closed is trio.ClosedResourceError:
+            if self._closed is trio.ClosedResourceError:
                 raise
-            raise closed(str(exc)) from None
-
-    return recv_some
+            raise self._closed(str(exc)) from None
 
 
 class Waiter:
