@@ -5,12 +5,12 @@
     python -m benchmarks.conns --conns 2000 --libs wscore_asyncio,websockets --markdown
 
 Servers: wscore_asyncio, websockets, aiohttp, picows, wscore_anyio[asyncio] on asyncio; wscore_trio,
-trio-websocket, wscore_anyio[trio] on trio. Each runs in its own subprocess
-(`python -m benchmarks.conns --serve LIB`), so its memory is its own: the benchmark reads the server's VmRSS from /proc/PID/status after one warm-up connection
-(imports and first-use allocations done) and again once all N clients are connected and idle; the
-growth over N is the bytes per connection (RSS: Python objects, buffers, allocator slack; not kernel
-socket buffers). The clients all run in this process on one wscore_asyncio client per connection,
-the same for every server.
+trio-websocket, wscore_anyio[trio] on trio. Each runs in its own subprocess (`python -m
+benchmarks.conns --serve LIB`), so its memory is its own: the benchmark reads the server's VmRSS from
+/proc/PID/status after one warm-up connection (imports and first-use allocations done) and again once
+all N clients are connected and idle; the growth over N is the bytes per connection (RSS: Python
+objects, buffers, allocator slack; not kernel socket buffers). The clients all run in this process
+on one wscore_asyncio client per connection, the same for every server.
 
 Broadcast: the server is told (on its stdin) to send one message to every connection, with the
 library's own way: the wscore adapters' `broadcast`, `websockets.broadcast`; for aiohttp and
