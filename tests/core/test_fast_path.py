@@ -12,13 +12,16 @@ frame spans reads).
 
 from __future__ import annotations
 
+import tracemalloc
 from array import array
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wscore import Connection, State, WSConfig, WSMsgType
+from wscore import frames as wscore_frames
 from wscore.frames import unmask_from, unmask_from_py
 
 from .helpers import KEY, error_of, parse_frames, raw_frame, split_at
@@ -249,19 +252,41 @@ def test_every_stream_and_every_cut_reads_as_the_general_parser_reads_it(
     frames=BIG_FRAMES,
     cuts=st.lists(st.integers(0, 600_000), max_size=8),
     bad_at=st.none() | st.integers(0, 200_000),
+    in_parts=st.booleans(),
 )
 def test_big_frames_across_reads_read_as_one_read_reads_them(
-    client: bool, frames: list[tuple[int, int]], cuts: list[int], bad_at: int | None
+    client: bool, frames: list[tuple[int, int]], cuts: list[int], bad_at: int | None, in_parts: bool
 ) -> None:
     """Big frames (and bad UTF-8 in them) cut anywhere, as bytes and through a reused 64 KiB buffer,
-    give the events of the whole stream read at once."""
+    give the events of the whole stream read at once: gathered into the message's own bytes (the C
+    accelerator's `payload_buffer`) or, `in_parts`, joined from parts (without it)."""
     stream = stream_of(client, frames, bad_at)
-    expected = feed_bytes([stream], client)
-    pieces = split_at(stream, cuts)
-    assert feed_bytes(pieces, client) == expected
-    assert feed_views(pieces, client) == expected
-    pieces = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
-    assert feed_views(pieces, client) == expected
+    with patch.object(wscore_frames, "payload_buffer", None):
+        expected = feed_bytes([stream], client)  # a whole read: no big-frame gathering at all
+    with patch.object(wscore_frames, "payload_buffer", None if in_parts else wscore_frames.payload_buffer):
+        pieces = split_at(stream, cuts)
+        assert feed_bytes(pieces, client) == expected
+        assert feed_views(pieces, client) == expected
+        pieces = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+        assert feed_views(pieces, client) == expected
+
+
+@pytest.mark.parametrize("client", [True, False], ids=["client", "server"])
+def test_a_big_frame_header_reserves_at_most_1_mib(client: bool) -> None:
+    """A peer that announces a 4 MiB frame and sends 64 KiB of it makes the parser hold about that much,
+    not 4 MiB: a frame is gathered in place only up to 1 MiB or 4x what has arrived."""
+    for size, most in ((4 << 20, 200_000), (1 << 20, (1 << 20) + 100_000)):
+        frame = frame_for(client, 2, bytes(size))
+        conn = Connection(client=client, config=WSConfig(max_message_size=None, max_frame_size=None))
+        tracemalloc.start()
+        try:
+            conn.receive_data(frame[:65536])
+            held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert 60_000 < held < most, (size, held)
+        conn.receive_data(frame[65536:])
+        assert [len(m.data) for m in conn.events()] == [size]
 
 
 @pytest.mark.parametrize("client", [True, False], ids=["client", "server"])
