@@ -112,6 +112,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.uvicorn_oop", description=__doc__.splitlines()[0])
     p.add_argument("--ws", default=",".join(WS), help=f"the rows (default {','.join(WS)})")
     p.add_argument("--loop", default="auto", help="uvicorn's --loop: auto (its default), asyncio, uvloop")
+    p.add_argument(
+        "--pin",
+        type=int,
+        metavar="CPU",
+        help="run this process and uvicorn's on this one CPU: wake-ups stay on one CPU, so one in "
+        "flight measures both sides' work rather than how fast the VM wakes an idle CPU",
+    )
     add_args(p, "16,1024")
     p.set_defaults(mode="batch,gated")
     args = p.parse_args(argv)
@@ -121,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = set(args.ws.split(",")) - set(WS)
     if unknown:
         raise SystemExit(f"unknown --ws rows: {', '.join(sorted(unknown))}")
+    if args.pin is not None:
+        os.sched_setaffinity(0, {args.pin})  # uvicorn's process inherits it
     client_name, client = fastest_client()
     libs = [
         Lib(
@@ -134,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name in args.ws.split(",")
     ]
     best = measure(libs, cases, args)
-    title = f"uvicorn in its own process (--loop {args.loop}), {client_name} client"
+    pinned = "" if args.pin is None else f", both processes on CPU {args.pin}"
+    title = f"uvicorn in its own process (--loop {args.loop}{pinned}), {client_name} client"
     print(f"\n{'### ' if args.markdown else ''}{title}\n")
     print(table(libs, cases, best, args.markdown))
 
