@@ -10,12 +10,6 @@
  *     the frame parser's call, with no slice objects in between.
  * unmask_inplace(buf, start, end) -> None
  *     the same, in place, in the parser's own bytearray buffer (no copy of a large payload).
- * payload_buffer(n) -> bytes
- *     a new, not yet filled bytes object of n bytes: a big frame's payload, gathered read by read
- *     with fill_payload into the object the message will carry, instead of parts and a join.
- * fill_payload(dst, offset, src, key) -> None
- *     write src (XOR the 4-byte key, or as is when key is None) into dst[offset:]. Only for the
- *     object payload_buffer made and the parser alone holds: nothing may have read it yet.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -207,73 +201,6 @@ speedups_unmask_inplace(PyObject *module, PyObject *const *args, Py_ssize_t narg
     Py_RETURN_NONE;
 }
 
-static PyObject *
-speedups_payload_buffer(PyObject *module, PyObject *arg)
-{
-    Py_ssize_t n = PyLong_AsSsize_t(arg);
-
-    if (n == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (n < 0) {
-        PyErr_SetString(PyExc_ValueError, "payload_buffer() needs n >= 0");
-        return NULL;
-    }
-    return PyBytes_FromStringAndSize(NULL, n);
-}
-
-static PyObject *
-speedups_fill_payload(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    Py_buffer src, key;
-    Py_ssize_t offset;
-    PyObject *dst;
-    int masked;
-
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "fill_payload() takes exactly 4 arguments (dst, offset, src, key)");
-        return NULL;
-    }
-    dst = args[0];
-    if (!PyBytes_CheckExact(dst)) {
-        PyErr_SetString(PyExc_TypeError, "fill_payload() needs the bytes object payload_buffer() made");
-        return NULL;
-    }
-    offset = PyLong_AsSsize_t(args[1]);
-    if (offset == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    masked = args[3] != Py_None;
-    if (PyObject_GetBuffer(args[2], &src, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    if (masked && PyObject_GetBuffer(args[3], &key, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&src);
-        return NULL;
-    }
-    if (masked && key.len != 4) {
-        PyErr_SetString(PyExc_ValueError, "the masking key must be 4 bytes");
-    }
-    else if (offset < 0 || src.len > PyBytes_GET_SIZE(dst) - offset) {
-        PyErr_SetString(PyExc_ValueError, "fill_payload() needs 0 <= offset <= len(dst) - len(src)");
-    }
-    else if (masked) {
-        xor_key((unsigned char *)PyBytes_AS_STRING(dst) + offset, (const unsigned char *)src.buf, src.len,
-                (const unsigned char *)key.buf);
-    }
-    else {
-        memcpy(PyBytes_AS_STRING(dst) + offset, src.buf, src.len);
-    }
-    if (masked) {
-        PyBuffer_Release(&key);
-    }
-    PyBuffer_Release(&src);
-    if (PyErr_Occurred()) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef speedups_methods[] = {
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_FASTCALL,
      "mask(data, key) -> bytes: XOR data with the repeated 4-byte key (RFC 6455 §5.3)."},
@@ -283,10 +210,6 @@ static PyMethodDef speedups_methods[] = {
      "unmask_from(buf, start, end) -> bytes: buf[start:end] XOR the key at buf[start-4:start]."},
     {"unmask_inplace", (PyCFunction)(void (*)(void))speedups_unmask_inplace, METH_FASTCALL,
      "unmask_inplace(buf, start, end): XOR writable buf[start:end] with the key at buf[start-4:start]."},
-    {"payload_buffer", (PyCFunction)speedups_payload_buffer, METH_O,
-     "payload_buffer(n) -> bytes: a new bytes object of n bytes, for fill_payload() to fill."},
-    {"fill_payload", (PyCFunction)(void (*)(void))speedups_fill_payload, METH_FASTCALL,
-     "fill_payload(dst, offset, src, key): write src (masked with key unless None) into dst[offset:]."},
     {NULL, NULL, 0, NULL},
 };
 

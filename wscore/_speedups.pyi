@@ -11,9 +11,3 @@ def masked_frame(header: bytes, payload: bytes | bytearray | memoryview, key: by
 
 def unmask_inplace(buf: bytearray, start: int, end: int, /) -> None:
     """XOR `buf[start:end]` in place with the key at `buf[start-4:start]`."""
-
-def payload_buffer(n: int, /) -> bytes:
-    """A new bytes object of `n` bytes, not yet filled: for `fill_payload` only."""
-
-def fill_payload(dst: bytes, offset: int, src: bytes | bytearray | memoryview, key: bytes | None, /) -> None:
-    """Write `src` (XOR `key`, unless None) into `dst[offset:]`, a `payload_buffer` nothing has read yet."""

@@ -58,11 +58,6 @@ _SMALL: Final = 4095
 # A frame at least this big that spans reads is gathered in parts (copied out of each read once, or
 # decoded straight from it), not appended to the receive buffer and copied out again.
 _BIG: Final = 64 * 1024
-# Such a frame's payload is gathered straight into the bytes object its message will carry (with the C
-# accelerator) when it is at most this big, or at most 4x what has arrived: a header alone never
-# reserves more than this for a peer (and memory a reservation has not been written to yet is not
-# resident). Bigger ones go in parts, joined at the end (one more copy).
-_PREALLOCATE: Final = 1024 * 1024
 _BAD_UTF8: Final = "text message is not valid UTF-8 (RFC 6455 §8.1)"
 _NO_LIMIT: Final = 1 << 64  # above any frame length (§5.2 caps it at 2**63 - 1)
 # A server's small message is a cached 2-byte header (FIN + opcode, length) and one concatenation.
@@ -103,10 +98,8 @@ class Connection:
     `receive_data()`, a driver may read `state`, `pending_output` and `pending_events` directly instead
     of calling `data_to_send()` and `events()`, to spend no call on a read that produced nothing. A
     driver that reads `pending_events` must empty that list in place (`.clear()`) once it has taken
-    the events; one that reads `pending_output` takes its bytes with `data_to_send()`, pops a lone
-    item, or replaces the list with an empty one and writes its items in order (a big frame's header
-    and payload are two items, for a vectored write). Nothing else of the object may be written from
-    outside.
+    the events; one that reads `pending_output` takes its bytes with `data_to_send()` (or pops a lone
+    frame). Nothing else of the object may be written from outside.
     """
 
     def __init__(
@@ -177,7 +170,6 @@ class Connection:
         self._big_key: bytes | None = None
         self._big_off = 0
         self._big_parts: list[bytes] = []
-        self._big_into: bytes | None = None  # or the payload's own object, filled in place
         self._big_text: list[str] | None = None
         self._big_utf8: codecs.IncrementalDecoder | None = None
         # The message being sent in fragments: its opcode (0 when none) and whether it is compressed.
@@ -380,9 +372,6 @@ class Connection:
                 self._big_utf8.setstate(self._utf8.getstate())
             elif b0 & 0x80 and not self._fragments:
                 self._big_text = []
-        preallocate = length <= _PREALLOCATE or length <= 4 * (len(data) - start)
-        if preallocate and self._big_text is None and frames.payload_buffer is not None:
-            self._big_into = frames.payload_buffer(length)
         self._feed_big(memoryview(data)[start:])
 
     def _feed_big(self, view: memoryview) -> int:
@@ -392,20 +381,14 @@ class Connection:
             return 0
         piece = view[:take]
         key = self._big_key
-        into = self._big_into
-        off = self._big_off
         if key is not None:
-            key = key[off & 3 :] + key[: off & 3]
-        if into is not None:
-            frames.fill_payload(into, off, piece, key)  # type: ignore[misc]  # set with payload_buffer
-            chunk: bytes | memoryview = memoryview(into)[off : off + take]  # for the UTF-8 check only
-        elif key is not None:
-            chunk = mask(piece, key)
+            offset = self._big_off & 3
+            chunk: bytes | memoryview = mask(piece, key[offset:] + key[:offset])
         elif self._big_text is None:
             chunk = bytes(piece)
         else:
             chunk = piece  # decoded below, straight from the read
-        self._big_off = off + take
+        self._big_off += take
         left = self._big_left = self._big_left - take
         utf8 = self._big_utf8
         if utf8 is not None:
@@ -420,7 +403,7 @@ class Connection:
                 raise ProtocolError(_BAD_UTF8, 1007)
             if self._big_text is not None:
                 self._big_text.append(text)
-        if self._big_text is None and into is None:
+        if self._big_text is None:
             self._big_parts.append(chunk)  # type: ignore[arg-type]  # bytes: a view only for text
         if not left:
             self._finish_big()
@@ -430,13 +413,12 @@ class Connection:
         b0 = self._big_b0
         text = self._big_text
         parts = self._big_parts
-        into = self._big_into
         self._big_parts = []
-        self._big_text = self._big_utf8 = self._big_key = self._big_into = None
+        self._big_text = self._big_utf8 = self._big_key = None
         if text is not None:
             self.pending_events.append(_new_message(WSMessage, (_TEXT, "".join(text), None)))
             return
-        payload = into if into is not None else parts[0] if len(parts) == 1 else b"".join(parts)
+        payload = parts[0] if len(parts) == 1 else b"".join(parts)
         if b0 == 0x82 and not self._fragments:
             self.pending_events.append(_new_message(WSMessage, (_BINARY, payload, None)))
         else:
@@ -838,7 +820,7 @@ class Connection:
         self.state = _CLOSED
         self._big_left = 0
         self._big_parts = []
-        self._big_text = self._big_utf8 = self._big_into = None
+        self._big_text = self._big_utf8 = None
         self._ping_sent_at = None
         self.pending_events.append(CLOSED_MESSAGE)
         if self.client:
@@ -905,9 +887,7 @@ class Connection:
         elif n < 65536:
             self.pending_output.append(_pack_h(b0, 126, n) + payload)
         else:
-            # Header and payload stay two items: a driver that can write a list without joining it
-            # (writev, sendmsg) sends a big payload from the caller's bytes, without a copy of it.
-            self.pending_output += (_pack_q(b0, 127, n), payload)
+            self.pending_output.append(_pack_q(b0, 127, n) + payload)
 
     def send_fragment(
         self, data: str | bytes | bytearray | memoryview, fin: bool, *, compress: bool | None = None

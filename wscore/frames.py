@@ -122,17 +122,11 @@ mask: Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes]
 masked_frame: Callable[[bytes, bytes | bytearray | memoryview, bytes], bytes]
 unmask_from: Callable[[bytes | bytearray | memoryview, int, int], bytes]
 unmask_inplace: Callable[[bytearray, int, int], None]
-# With the accelerator, a big frame's payload is gathered straight into the bytes object its message
-# carries (`payload_buffer`, then `fill_payload` per read); without it, in parts joined at the end.
-payload_buffer: Callable[[int], bytes] | None = None
-fill_payload: Callable[[bytes, int, bytes | bytearray | memoryview, bytes | None], None] | None = None
 if _speedups is not None:
     mask = _speedups.mask
     masked_frame = _speedups.masked_frame
     unmask_from = _speedups.unmask_from
     unmask_inplace = _speedups.unmask_inplace
-    payload_buffer = _speedups.payload_buffer
-    fill_payload = _speedups.fill_payload
 else:
     mask = mask_py
     masked_frame = masked_frame_py

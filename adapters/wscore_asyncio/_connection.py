@@ -54,10 +54,6 @@ _READ_BUFFER_SIZE: Final = 256 * 1024
 # WebSocket._coalesce. Joining copies: past ~16 KiB a frame's copy costs about what a send() saves.
 _COALESCE_FRAME: Final = 16 * 1024
 _COALESCE_MAX: Final = 64 * 1024
-# A payload this big is written apart from its header where writelines() would join them: the copy
-# a join makes costs more than the extra system call (see _write_out).
-_SPLIT_WRITE: Final = 256 * 1024
-_JOINS: Final = asyncio.WriteTransport.writelines  # the default writelines: a join, then write()
 _thread_local = threading.local()
 
 
@@ -414,25 +410,9 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
             self._pump()  # the ERROR event, then the transport is aborted: the drain ends
 
     def _write_out(self) -> None:
-        conn = self._conn
-        out = conn.pending_output
-        if not out:
-            return
-        conn.pending_output = []
-        if self._transport_closing:
-            return
-        transport: asyncio.Transport = self._transport  # type: ignore[assignment]
-        if len(out) == 1:
-            transport.write(out[0])
-        elif len(out) == 2 and len(out[1]) >= _SPLIT_WRITE and type(transport).writelines is _JOINS:
-            # A big frame's header and payload, on a transport that would join them (3.11's plain one):
-            # two writes send the payload from the caller's bytes, for one more system call.
-            transport.write(out[0])
-            transport.write(out[1])
-        else:
-            # uvloop (writev), Python 3.12+ (sendmsg) and TLS transports write a list without joining
-            # it: a big frame's payload goes out without a copy.
-            transport.writelines(out)
+        out = self._conn.data_to_send()
+        if out and not self._transport_closing:
+            self._transport.write(out)  # type: ignore[union-attr]
 
     # -- sending -----------------------------------------------------------------------------------
 

@@ -12,16 +12,13 @@ frame spans reads).
 
 from __future__ import annotations
 
-import tracemalloc
 from array import array
-from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wscore import Connection, State, WSConfig, WSMsgType
-from wscore import frames as wscore_frames
 from wscore.frames import unmask_from, unmask_from_py
 
 from .helpers import KEY, error_of, parse_frames, raw_frame, split_at
@@ -252,41 +249,19 @@ def test_every_stream_and_every_cut_reads_as_the_general_parser_reads_it(
     frames=BIG_FRAMES,
     cuts=st.lists(st.integers(0, 600_000), max_size=8),
     bad_at=st.none() | st.integers(0, 200_000),
-    in_parts=st.booleans(),
 )
 def test_big_frames_across_reads_read_as_one_read_reads_them(
-    client: bool, frames: list[tuple[int, int]], cuts: list[int], bad_at: int | None, in_parts: bool
+    client: bool, frames: list[tuple[int, int]], cuts: list[int], bad_at: int | None
 ) -> None:
     """Big frames (and bad UTF-8 in them) cut anywhere, as bytes and through a reused 64 KiB buffer,
-    give the events of the whole stream read at once: gathered into the message's own bytes (the C
-    accelerator's `payload_buffer`) or, `in_parts`, joined from parts (without it)."""
+    give the events of the whole stream read at once."""
     stream = stream_of(client, frames, bad_at)
-    with patch.object(wscore_frames, "payload_buffer", None):
-        expected = feed_bytes([stream], client)  # a whole read: no big-frame gathering at all
-    with patch.object(wscore_frames, "payload_buffer", None if in_parts else wscore_frames.payload_buffer):
-        pieces = split_at(stream, cuts)
-        assert feed_bytes(pieces, client) == expected
-        assert feed_views(pieces, client) == expected
-        pieces = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
-        assert feed_views(pieces, client) == expected
-
-
-@pytest.mark.parametrize("client", [True, False], ids=["client", "server"])
-def test_a_big_frame_header_reserves_at_most_1_mib(client: bool) -> None:
-    """A peer that announces a 4 MiB frame and sends 64 KiB of it makes the parser hold about that much,
-    not 4 MiB: a frame is gathered in place only up to 1 MiB or 4x what has arrived."""
-    for size, most in ((4 << 20, 200_000), (1 << 20, (1 << 20) + 100_000)):
-        frame = frame_for(client, 2, bytes(size))
-        conn = Connection(client=client, config=WSConfig(max_message_size=None, max_frame_size=None))
-        tracemalloc.start()
-        try:
-            conn.receive_data(frame[:65536])
-            held, _ = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-        assert 60_000 < held < most, (size, held)
-        conn.receive_data(frame[65536:])
-        assert [len(m.data) for m in conn.events()] == [size]
+    expected = feed_bytes([stream], client)
+    pieces = split_at(stream, cuts)
+    assert feed_bytes(pieces, client) == expected
+    assert feed_views(pieces, client) == expected
+    pieces = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+    assert feed_views(pieces, client) == expected
 
 
 @pytest.mark.parametrize("client", [True, False], ids=["client", "server"])
@@ -383,20 +358,3 @@ def test_the_driver_fast_path_contract() -> None:
     conn.receive_data(frame_for(False, 0x8, b"\x03\xe8"))
     assert conn.state is State.CLOSED  # type: ignore[comparison-overlap]  # mypy narrowed it above
     assert [m.type for m in conn.pending_events] == [WSMsgType.CLOSE, WSMsgType.CLOSED]
-
-
-@pytest.mark.parametrize("n", [65535, 65536, 1 << 20])
-def test_a_big_server_frame_is_header_and_payload(n: int) -> None:
-    """From 64 KiB a server frame's header and payload are two items of `pending_output`, the payload
-    the caller's own bytes (a driver writes them with one vectored call, without copying the payload);
-    `data_to_send()` joins them into the same frame."""
-    payload = bytes(i % 251 for i in range(n))
-    conn = Connection(client=False)
-    conn.send_bytes(payload)
-    out = conn.pending_output
-    if n < 65536:
-        assert len(out) == 1
-    else:
-        assert len(out) == 2 and out[1] is payload
-    frames = parse_frames(conn.data_to_send())
-    assert len(frames) == 1 and frames[0].payload == payload and frames[0].opcode == 2

@@ -165,20 +165,6 @@ def test_c_accelerator_checks_its_arguments() -> None:
     for start, end in ((3, 4), (4, 12), (6, 5)):
         with pytest.raises(ValueError):
             frames._speedups.unmask_inplace(bytearray(b"keyspayload"), start, end)
-    dst = frames._speedups.payload_buffer(8)
-    assert type(dst) is bytes and len(dst) == 8
-    frames._speedups.fill_payload(dst, 0, b"abcd", None)
-    frames._speedups.fill_payload(dst, 4, frames.mask_py(b"efgh", b"\x01\x02\x03\x04"), b"\x01\x02\x03\x04")
-    assert dst == b"abcdefgh"
-    for offset, src in ((-1, b"a"), (5, b"abcd"), (9, b"")):
-        with pytest.raises(ValueError):
-            frames._speedups.fill_payload(dst, offset, src, None)
-    with pytest.raises(ValueError, match="4 bytes"):
-        frames._speedups.fill_payload(dst, 0, b"a", b"abc")
-    with pytest.raises(TypeError):
-        frames._speedups.fill_payload(bytearray(8), 0, b"a", None)  # only payload_buffer's bytes
-    with pytest.raises(ValueError):
-        frames._speedups.payload_buffer(-1)
 
 
 def test_no_extensions_variable_selects_pure_python() -> None:
