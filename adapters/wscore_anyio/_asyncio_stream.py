@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -16,6 +15,7 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute
 
+from _wscore_kit.api import read_buffer
 from _wscore_kit.driver import (
     HIGH_WATER,
     StreamWebSocket,
@@ -23,20 +23,6 @@ from _wscore_kit.driver import (
 
 # Bytes an _AsyncioStream holds unread (before a connection is attached) before it pauses reading.
 _BUFFER_LIMIT = 256 * 1024
-# The read buffer handed to transports (asyncio's own read size), one per thread, shared by its
-# connections: the core copies what it keeps before `buffer_updated` returns. Left to itself the
-# transport allocates 256 KiB per read, which glibc serves with an mmap/munmap pair: about 15 us a
-# read, half the cost of a 16 B round trip (issue #16).
-_READ_BUFFER_SIZE = 256 * 1024
-_thread_local = threading.local()
-
-
-def _read_buffer() -> memoryview:
-    """This thread's read buffer (see _READ_BUFFER_SIZE)."""
-    view: memoryview | None = getattr(_thread_local, "read_buffer", None)
-    if view is None:
-        view = _thread_local.read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
-    return view
 
 
 def _nodelay(sock: Any) -> None:
@@ -80,7 +66,7 @@ class _AsyncioStream(anyio.abc.ByteStream, asyncio.BufferedProtocol):
         self._transport = cast(asyncio.Transport, transport)
         self._transport.set_write_buffer_limits(high=HIGH_WATER)
         # Here, not in __init__: this runs on the loop's thread, whose buffer the transport will fill.
-        self._read_view = _read_buffer()
+        self._read_view = read_buffer()
         _nodelay(transport.get_extra_info("socket"))
         if self._on_connect is not None:
             self._on_connect(self)

@@ -15,15 +15,11 @@ read instead of four.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
-from _wscore_kit.api import (
-    DEFAULT_MAX_QUEUE,
-    DEFAULT_MAX_QUEUE_BYTES,
-)
+from _wscore_kit.api import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, read_buffer
 from _wscore_kit.connection import WebSocketAPI, write_timed_out
 from wscore import (
     Connection,
@@ -44,25 +40,11 @@ _CONNECTING: Final = State.CONNECTING
 _STOP_ITERATION: Final = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
 # How long a closing transport may take to flush before it is aborted, when no close timeout is set.
 _DEFAULT_FLUSH_TIMEOUT: Final = 10.0
-# The read buffer handed to transports (asyncio's own default read size). One per thread, shared by
-# its connections: the transport fills it and the core copies what it keeps before buffer_updated
-# returns. Reading into it instead of letting the transport allocate 256 KiB per read also spares
-# malloc's mmap/munmap round trip per read that such an allocation can cost.
-_READ_BUFFER_SIZE: Final = 256 * 1024
 # While received messages wait in the queue, sends of up to _COALESCE_FRAME bytes are coalesced into
 # one write, up to _COALESCE_MAX bytes held back (asyncio's default write high-water mark); see
 # WebSocket._coalesce. Joining copies: past ~16 KiB a frame's copy costs about what a send() saves.
 _COALESCE_FRAME: Final = 16 * 1024
 _COALESCE_MAX: Final = 64 * 1024
-_thread_local = threading.local()
-
-
-def _read_buffer() -> memoryview:
-    """This thread's read buffer (see _READ_BUFFER_SIZE)."""
-    view: memoryview | None = getattr(_thread_local, "read_buffer", None)
-    if view is None:
-        view = _thread_local.read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
-    return view
 
 
 def _expire(waiter: asyncio.Future[None], timeout: float) -> None:
@@ -156,7 +138,7 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
         # Here, not in __init__: this runs on the loop's thread, whose buffer the transport will fill.
-        self._read_view = _read_buffer()
+        self._read_view = read_buffer()
         if self._registry is not None:
             self._registry.add(self)
         self._pump()
