@@ -43,7 +43,8 @@ import anyio
 import trio
 
 from benchmarks import peers
-from benchmarks.peers import Client, Recv, Send, Server, fmt_size
+from benchmarks.core import fmt_size
+from benchmarks.peers import Client, Recv, Send, Server
 
 DEFAULT_SIZES = (16, 1024, 64 * 1024, 1024 * 1024)
 MODES = ("batch", "gated")

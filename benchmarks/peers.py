@@ -26,15 +26,6 @@ Client = Callable[[str], AbstractAsyncContextManager[tuple[Send, Recv]]]
 Server = Callable[[], AbstractAsyncContextManager[str]]
 
 
-def fmt_size(n: int) -> str:
-    """16 B, 1 KiB, 64 KiB, 1 MiB."""
-    if n >= 1 << 20 and n % (1 << 20) == 0:
-        return f"{n >> 20} MiB"
-    if n >= 1 << 10 and n % (1 << 10) == 0:
-        return f"{n >> 10} KiB"
-    return f"{n} B"
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
