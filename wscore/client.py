@@ -41,6 +41,17 @@ class ClientConnection(Connection):
     `HandshakeError`; on success the state becomes OPEN and `response_headers` holds the 101's headers.
     """
 
+    # Slots: a connection's attributes, without a per-instance dict (memory per connection).
+    __slots__ = (
+        "_h11",
+        "_key",
+        "_offered_subprotocols",
+        "_refusal",
+        "_refusal_body",
+        "request_headers",
+        "response_headers",
+    )
+
     def __init__(
         self,
         host: str,

@@ -43,14 +43,39 @@ Headers = list[tuple[str, str]]
 HeadersLike = Iterable[tuple[str | bytes, str | bytes]]
 
 
+# The handshake's own names and values as h11 delivers them (names lowercased), decoded once: a
+# server holds each connection's request headers for as long as it lives, and these strs are shared
+# (memory per connection). A fixed table: nothing a peer sends is added to it.
+_SHARED = {
+    raw.encode("latin-1"): raw
+    for raw in (
+        "host",
+        "upgrade",
+        "connection",
+        "origin",
+        "user-agent",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "websocket",
+        "Upgrade",
+        "13",
+        "permessage-deflate",
+        "permessage-deflate; client_max_window_bits",
+    )
+}
+
+
 def normalize_headers(headers: HeadersLike) -> Headers:
     """Turn `(name, value)` pairs of bytes or str (ASGI, h11, a dict's items) into `Headers`."""
+    shared = _SHARED
     result: Headers = []
     for name, value in headers:
         result.append(
             (
-                name.decode("latin-1") if isinstance(name, bytes) else name,
-                value.decode("latin-1") if isinstance(value, bytes) else value,
+                shared.get(name) or name.decode("latin-1") if isinstance(name, bytes) else name,
+                shared.get(value) or value.decode("latin-1") if isinstance(value, bytes) else value,
             )
         )
     return result

@@ -38,6 +38,16 @@ class ServerConnection(Connection):
     `accept()` returns the 101's headers and a refusal is the framework's to write.
     """
 
+    # Slots: a connection's attributes, without a per-instance dict (memory per connection).
+    __slots__ = (
+        "_embedded",
+        "_h11",
+        "_select_subprotocol",
+        "_subprotocols",
+        "request",
+        "response_status",
+    )
+
     def __init__(
         self,
         *,

@@ -28,6 +28,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import free_port
+from wscore import ServerConnection
 from wscore_asyncio.uvicorn import WSCoreProtocol
 
 from .test_core_embedding import KEY
@@ -543,7 +544,7 @@ def test_keepalive_drops_a_silent_peer(run: Runner) -> None:
     run(main)
 
 
-def test_keepalive_keeps_an_answering_peer(run: Runner) -> None:
+def test_keepalive_keeps_an_answering_peer(run: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
     async def main() -> None:
         rec = Recorder()
         async with (
@@ -553,13 +554,16 @@ def test_keepalive_keeps_an_answering_peer(run: Runner) -> None:
             (protocol,) = server.server_state.connections
             assert isinstance(protocol, WSCoreProtocol)
             timer_calls: list[float] = []
-            handle_timer = protocol.conn.handle_timer
+            conn = protocol.conn
+            handle_timer = type(conn).handle_timer
 
-            def recording(now: float) -> None:
-                timer_calls.append(now)
-                handle_timer(now)
+            def recording(self: ServerConnection, now: float) -> None:
+                if self is conn:
+                    timer_calls.append(now)
+                handle_timer(self, now)
 
-            protocol.conn.handle_timer = recording
+            # On the class: the core's connections have slots, no instance dict to patch.
+            monkeypatch.setattr(type(conn), "handle_timer", recording)
             # Ten heartbeat intervals of silence from the app's side: the peer must survive them.
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(rec.disconnected.wait(), 1.0)
