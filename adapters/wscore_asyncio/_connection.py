@@ -40,9 +40,10 @@ _CONNECTING: Final = State.CONNECTING
 _STOP_ITERATION: Final = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
 # How long a closing transport may take to flush before it is aborted, when no close timeout is set.
 _DEFAULT_FLUSH_TIMEOUT: Final = 10.0
-# While received messages wait in the queue, sends of up to _COALESCE_FRAME bytes are coalesced into
-# one write, up to _COALESCE_MAX bytes held back (asyncio's default write high-water mark); see
-# WebSocket._coalesce. Joining copies: past ~16 KiB a frame's copy costs about what a send() saves.
+# While received messages wait in the queue, or after a send that wrote at once while the task has
+# not waited since, sends of up to _COALESCE_FRAME bytes are coalesced into one write, up to
+# _COALESCE_MAX bytes held back (asyncio's default write high-water mark); see WebSocket._coalesce.
+# Joining copies: past ~16 KiB a frame's copy costs about what a send() saves.
 _COALESCE_FRAME: Final = 16 * 1024
 _COALESCE_MAX: Final = 64 * 1024
 
@@ -78,6 +79,7 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
         "_transport_closing",
         "_waiter",
         "_write_paused",
+        "_wrote_direct",
         "request",
     )
 
@@ -116,6 +118,8 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
         # Coalesced sends (see _coalesce): the pending write and the bytes held back for it.
         self._flush_handle: asyncio.Handle | None = None
         self._held = 0
+        # A send wrote at once and the application has not waited for a message since (see _sent).
+        self._wrote_direct = False
         self._abort_handle: asyncio.TimerHandle | None = None
         self._transport_closing = False
         self._lost: asyncio.Future[None] = self._loop.create_future()
@@ -274,8 +278,13 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
     def _sent(self, size: int) -> bool:
         """Write (or hold, see `_coalesce`) the frame a send just queued in the core; True when the
         caller must then wait for the transport to drain."""
-        if self._queue and not self._write_paused and self._coalesce(size):
+        if (self._queue or self._wrote_direct) and not self._write_paused and self._coalesce(size):
             return False
+        # The first send since the task last waited goes out at once (one in flight: no added
+        # latency); the ones after it in the same burst leave together (many in flight: one system
+        # call per burst, not per message), as the kit's drivers do (StreamWebSocket._push_out).
+        self._wrote_direct = True
+        self._held = 0
         out = self._conn.pending_output
         if len(out) == 1 and not self._transport_closing:
             self._transport.write(out.pop())  # type: ignore[union-attr]
@@ -289,6 +298,7 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
             waiter.set_result(None)
 
     def _wait_message(self, timeout: float | None) -> Awaitable[object]:
+        self._wrote_direct = False
         loop = self._loop
         if self._plain_future:
             waiter = self._waiter = asyncio.Future(loop=loop)
@@ -403,7 +413,8 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
 
         Called while received messages are still queued: the application is working through a batch
         (an echo or request/response loop under pipelining), so its answers leave together, flushed by
-        the first send after the queue runs empty or, at the latest, on the loop's next iteration.
+        the first send after the queue runs empty or, at the latest, on the loop's next iteration. Also
+        called for a burst of sends (a client keeping many in flight, a producer), after its first.
         Small frames only, and at most _COALESCE_MAX bytes held back, so write flow control still
         applies to anything big.
         """
@@ -419,6 +430,7 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
     def _flush(self) -> None:
         self._flush_handle = None
         self._held = 0
+        self._wrote_direct = False
         self._write_out()
 
     async def __aenter__(self) -> WebSocket:
@@ -439,10 +451,11 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
         return None if transport is None else transport.get_extra_info(name)
 
     def write_buffer_size(self) -> int:
-        """Bytes written but not yet sent by the transport."""
+        """Bytes sent by the application but not yet by the transport (those held to leave with the
+        next send included)."""
         if self._transport is None or self._transport_closing:
             return 0
-        return self._transport.get_write_buffer_size()
+        return self._transport.get_write_buffer_size() + self._held
 
 
 def wrap_transport(
