@@ -606,6 +606,42 @@ def test_answers_to_a_pipelined_batch_leave_in_few_writes() -> None:
     run(main)
 
 
+def test_a_burst_of_sends_leaves_in_few_writes_and_its_first_at_once() -> None:
+    """A client keeping many messages in flight: the first send since it last waited for a message is
+    written at once (no added latency for one in flight), the rest of the burst together."""
+
+    async def main() -> None:
+        async with (
+            wscore_asyncio.serve(wscore_asyncio.echo_handler, "127.0.0.1", 0) as server,
+            wscore_asyncio.connect(f"ws://127.0.0.1:{server.port}/") as ws,
+        ):
+            transport = ws.transport
+            assert transport is not None
+            write = transport.write
+            writes: list[int] = []
+
+            def counting_write(data: bytes | bytearray | memoryview) -> None:
+                writes.append(len(data))
+                write(data)
+
+            transport.write = counting_write  # type: ignore[method-assign]
+            for round_ in range(3):
+                writes.clear()
+                payloads = [f"{round_}-{i:03}".encode() for i in range(64)]
+                await ws.send_bytes(payloads[0])
+                assert len(writes) == 1  # the first of the burst: already on its way
+                for payload in payloads[1:]:
+                    await ws.send_bytes(payload)
+                assert len(writes) == 1  # the other 63 are held for one write
+                assert ws.write_buffer_size() > 0  # and counted as not yet sent
+                # Waiting for the echoes lets the loop run: the held sends leave in one write.
+                assert [await ws.receive_bytes() for _ in payloads] == payloads
+                assert len(writes) == 2
+                assert sum(writes) == sum(len(p) + 6 for p in payloads)  # 2-byte header, 4-byte mask
+
+    run(main)
+
+
 def test_a_held_answer_leaves_without_another_receive() -> None:
     """An answer held back while messages were queued is written on the loop's next iteration even
     if the handler, instead of receiving again, waits for something else."""
