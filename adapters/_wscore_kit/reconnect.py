@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from wscore import HandshakeError, WSTimeoutError
 
 if TYPE_CHECKING:
-    from .driver import EventLike, IOBackend, ScopeLike
+    from .backend import EventLike, IOBackend, ScopeLike
     from .options import ClientOptions
 
 __all__ = [

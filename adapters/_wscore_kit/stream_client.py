@@ -21,8 +21,9 @@ from .api import (
     DEFAULT_MAX_QUEUE,
     WSURL,
 )
+from .backend import IOBackend
 from .client import client_connection, prepare_client
-from .driver import IOBackend, StreamWebSocket
+from .driver import StreamWebSocket
 from .options import ClientKwargs, ClientOptions, with_options
 from .reconnect import StreamConnect
 from .redirect import follow_redirects

@@ -12,7 +12,8 @@ from wscore import (
     WSTimeoutError,
 )
 
-from .driver import EventLike, IOBackend, ScopeLike, StreamWebSocket
+from .backend import EventLike, IOBackend, ScopeLike
+from .driver import StreamWebSocket
 from .options import ServerOptions
 from .server import ConnectionLimit, answer_request, logger
 

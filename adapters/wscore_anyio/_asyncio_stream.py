@@ -132,7 +132,7 @@ class _AsyncioStream(anyio.abc.ByteStream, asyncio.BufferedProtocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    # -- PushSource (_wscore_kit.driver) ----------------------------------------------------------------
+    # -- PushSource (_wscore_kit.backend) ----------------------------------------------------------------
 
     @property
     def transport(self) -> asyncio.Transport:

@@ -16,7 +16,7 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute
 
-from _wscore_kit.driver import (
+from _wscore_kit.backend import (
     EventLike,
     IOBackend,
     PushSource,

@@ -9,7 +9,7 @@ from typing import Any
 
 import trio
 
-from _wscore_kit.driver import EventLike, IOBackend, RecvSome, ScopeLike, TryWrite
+from _wscore_kit.backend import EventLike, IOBackend, RecvSome, ScopeLike, TryWrite
 
 from .lowlevel import RAW_SOCKETS, Waiter, socket_receiver, socket_try_writer
 

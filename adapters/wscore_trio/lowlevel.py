@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from _wscore_kit.driver import RecvSome, TryWrite
+from _wscore_kit.backend import RecvSome, TryWrite
 
 __all__ = ["RAW_SOCKETS", "Waiter", "socket_receiver", "socket_try_writer"]
 
