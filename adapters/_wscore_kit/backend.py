@@ -21,6 +21,7 @@ __all__ = [
     "PushTransport",
     "RecvSome",
     "ScopeLike",
+    "TimerHandle",
     "TryWrite",
 ]
 
@@ -91,6 +92,11 @@ class IOBackend:
         """Call `fn()` once the running task lets the event loop run (needed with `push_source`)."""
         raise NotImplementedError
 
+    def call_at(self, when: float, fn: Callable[[], object]) -> TimerHandle:
+        """Call `fn()` at `current_time()` `when` (needed with `push_source`: a pushed connection's
+        timer is armed from the transport's callbacks, where anyio can make no task or scope)."""
+        raise NotImplementedError
+
     async def receive(self, stream: Any) -> bytes | bytearray:
         """Read some bytes; b"" at end of stream."""
         raise NotImplementedError
@@ -133,6 +139,12 @@ TryWrite = Callable[[Any], int]
 """`try_write(data)`: write what the socket takes of `data` (bytes or a memoryview) now, without
 waiting; how many bytes went out (0 when it is full). Raises one of `IOBackend.stream_errors` when the
 stream is broken or closed."""
+
+
+class TimerHandle(Protocol):
+    """What `IOBackend.call_at` returns (an asyncio.TimerHandle)."""
+
+    def cancel(self) -> None: ...
 
 
 class PushTransport(Protocol):

@@ -53,7 +53,7 @@ from .api import (
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_QUEUE_BYTES,
 )
-from .backend import EventLike, IOBackend, PushSource, PushTransport, ScopeLike
+from .backend import EventLike, IOBackend, PushSource, PushTransport, ScopeLike, TimerHandle
 from .connection import HIGH_WATER, WebSocketAPI, connection_closed, write_timed_out
 from .server import ProcessRequest, handler_close
 
@@ -104,7 +104,9 @@ class StreamWebSocket(WebSocketAPI):
         "_source",
         "_space_waiter",
         "_stream",
+        "_timer_at",
         "_timer_guard",
+        "_timer_handle",
         "_timer_scope",
         "_transport",
         "_transport_closed",
@@ -149,6 +151,9 @@ class StreamWebSocket(WebSocketAPI):
         self._clock = io.clock()
         self._timer_scope: ScopeLike | None = None
         self._timer_guard: ScopeLike | None = None
+        # Pushed: the timer is a loop timer (see _arm_loop_timer), not a task.
+        self._timer_handle: TimerHandle | None = None
+        self._timer_at = 0.0
         self._bg_scope: ScopeLike | None = None
         # The task group of `running()` while the connection runs: the writer and the timer are started
         # in it when first needed (an idle connection has neither: memory per connection).
@@ -313,6 +318,9 @@ class StreamWebSocket(WebSocketAPI):
             self._space_waiter.set()
 
     def _arm_timer(self) -> None:
+        if self._source is not None:
+            self._arm_loop_timer()
+            return
         scope = self._timer_scope
         if scope is not None:
             deadline = self._deadline()
@@ -320,6 +328,33 @@ class StreamWebSocket(WebSocketAPI):
                 scope.deadline = deadline
         elif self._timer_guard is None and self._group is not None and self._deadline() is not None:
             self._start_timer()
+
+    def _arm_loop_timer(self) -> None:
+        """Pushed: the transport's callbacks arm the timer too, and anyio makes no task or cancel
+        scope there when the loop was not started by `anyio.run()` (sniffio finds no library outside
+        a task): a loop timer, as in `wscore_asyncio`, which also costs an idle connection no task."""
+        deadline = self._deadline()
+        handle = self._timer_handle
+        if deadline is None or self._group is None:
+            if handle is not None:
+                handle.cancel()
+                self._timer_handle = None
+            return
+        if handle is not None:
+            if self._timer_at <= deadline:
+                return  # it fires first, then re-reads the deadline
+            handle.cancel()
+        self._timer_at = deadline
+        self._timer_handle = self._io.call_at(deadline, self._on_loop_timer)
+
+    def _on_loop_timer(self) -> None:
+        self._timer_handle = None
+        now = self._io.current_time()
+        if now < self._timer_at:
+            # Fired a clock tick early (uvloop counts milliseconds): not a time that has not come.
+            self._timer_handle = self._io.call_at(self._timer_at, self._on_loop_timer)
+            return
+        self._timer_due(now)
 
     def _close_transport(self) -> None:
         """The core is done with the connection: the writer (pulled) or the closer (pushed) flushes
@@ -482,9 +517,10 @@ class StreamWebSocket(WebSocketAPI):
                     await io.sleep_forever()
         finally:
             self._group = None  # no task starts from now on
-            for scope in (self._writer_scope, self._timer_guard):
+            for scope in (self._writer_scope, self._timer_guard, self._timer_handle):
                 if scope is not None:
                     scope.cancel()
+            self._timer_handle = None
             with io.cancel_scope(shield=True):
                 await self._aclose_stream()
             conn = self._conn

@@ -22,6 +22,7 @@ from _wscore_kit.backend import (
     PushSource,
     RecvSome,
     ScopeLike,
+    TimerHandle,
     TryWrite,
 )
 
@@ -142,6 +143,9 @@ class _AsyncioBackendIO(_AnyioIO):
 
     def call_soon(self, fn: Callable[[], object]) -> None:
         self._loop.call_soon(fn)
+
+    def call_at(self, when: float, fn: Callable[[], object]) -> TimerHandle:
+        return self._loop.call_at(when, fn)
 
 
 class _TrioBackendIO(_AnyioIO):

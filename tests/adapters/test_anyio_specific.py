@@ -7,6 +7,7 @@ bare wscore core as the peer.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -383,3 +384,44 @@ async def serving(handler: Any) -> AsyncIterator[str]:
         server = await tg.start(partial(wscore_anyio.serve, handler, "127.0.0.1", 0))
         yield f"ws://127.0.0.1:{server.port}/"
         tg.cancel_scope.cancel()
+
+
+def test_under_a_plain_asyncio_run_a_close_arriving_unread_is_answered() -> None:
+    """wscore_anyio inside `asyncio.run()` (how an asyncio application or framework runs anyio code,
+    without `anyio.run()`): the peer's close arrives while messages wait unread, which arms the
+    close-reply timer from the transport's callback, outside any task, where anyio can make no task
+    or cancel scope. The server answers it (1000) and the event loop reports no error."""
+    loop_errors: list[dict[str, Any]] = []
+    got: list[object] = []
+
+    async def main() -> int | None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: loop_errors.append(context))
+        release = anyio.Event()
+        handled = anyio.Event()
+
+        async def handler(ws: wscore_anyio.WebSocket) -> None:
+            await release.wait()  # the messages and the close wait unread meanwhile
+            got.extend([msg.data async for msg in ws])
+            handled.set()
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                server = await tg.start(
+                    partial(
+                        wscore_anyio.serve, handler, "127.0.0.1", 0, timeout=wscore_anyio.WSTimeout(close=0.4)
+                    )
+                )
+                async with wscore_anyio.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+                    await ws.send_str("one")
+                    await ws.send_str("two")
+                    # Answered by the server's timer after half its close timeout: nobody reads.
+                    await ws.close()
+                    code = ws.close_code
+                release.set()
+                await handled.wait()
+                tg.cancel_scope.cancel()
+        return code
+
+    assert asyncio.run(main()) == 1000
+    assert got == ["one", "two"]
+    assert loop_errors == []
