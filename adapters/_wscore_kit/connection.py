@@ -28,7 +28,7 @@ import json
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from wscore import (
     CLOSED_MESSAGE,
@@ -55,6 +55,9 @@ from .api import (
     expect_str,
     text_or_bytes,
 )
+
+if TYPE_CHECKING:
+    from .backend import TimerHandle
 
 __all__ = [
     "HIGH_WATER",
@@ -100,6 +103,8 @@ class WebSocketAPI:
         "_receiving",
         "_reply_deadline",
         "_stall_deadline",
+        "_timer_at",
+        "_timer_handle",
         "_write_stalled",
         "_write_timeout",
     )
@@ -120,6 +125,8 @@ class WebSocketAPI:
     _autoclose: bool
     _reply_deadline: float | None
     _decode_text: bool
+    _timer_handle: TimerHandle | None
+    _timer_at: float
 
     def _init_api(
         self,
@@ -155,6 +162,9 @@ class WebSocketAPI:
         self._autoclose = autoclose
         self._reply_deadline: float | None = None  # see _deliver
         self._decode_text = True  # False (connect(decode_text=False)): TEXT data as UTF-8 bytes
+        # A loop timer's handle and when it fires (see _arm_loop_timer).
+        self._timer_handle: TimerHandle | None = None
+        self._timer_at = 0.0
 
     # -- primitives (each adapter's) -------------------------------------------------------------
 
@@ -321,6 +331,38 @@ class WebSocketAPI:
             if extra is not None and (deadline is None or extra < deadline):
                 deadline = extra
         return deadline
+
+    def _call_at(self, when: float, fn: Callable[[], object]) -> TimerHandle:  # pragma: no cover
+        """Primitive of the loop timer (an asyncio transport's connection): the loop's `call_at`."""
+        raise NotImplementedError
+
+    def _arm_loop_timer(self) -> None:
+        """`_arm_timer` as a loop timer (`_call_at`), for connections on an asyncio transport: armed
+        from the transport's callbacks as well as from tasks, and no task per connection."""
+        deadline = self._deadline()
+        handle = self._timer_handle
+        if deadline is None:
+            if handle is not None:
+                handle.cancel()
+                self._timer_handle = None
+            return
+        if handle is not None:
+            if self._timer_at <= deadline:
+                return  # it fires first, then re-reads the deadline
+            handle.cancel()
+        self._timer_at = deadline
+        self._timer_handle = self._call_at(deadline, self._on_loop_timer)
+
+    def _on_loop_timer(self) -> None:
+        now = self._now()
+        if now < self._timer_at:
+            # call_at fired a clock tick early (uvloop's clock counts milliseconds). Wait for the
+            # deadline instead of passing the core a time that has not come: a ping stamped in the
+            # future would not count a pong read in the same tick as the peer's answer.
+            self._timer_handle = self._call_at(self._timer_at, self._on_loop_timer)
+            return
+        self._timer_handle = None
+        self._timer_due(now)
 
     def _timer_due(self, now: float) -> None:
         """The adapter's timer fired at `now` (not before `_deadline()`): run the core's timers."""

@@ -35,7 +35,7 @@ failed) within the close timeout, shielded from the cancellation, then cancels t
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from types import TracebackType
@@ -104,9 +104,7 @@ class StreamWebSocket(WebSocketAPI):
         "_source",
         "_space_waiter",
         "_stream",
-        "_timer_at",
         "_timer_guard",
-        "_timer_handle",
         "_timer_scope",
         "_transport",
         "_transport_closed",
@@ -151,9 +149,6 @@ class StreamWebSocket(WebSocketAPI):
         self._clock = io.clock()
         self._timer_scope: ScopeLike | None = None
         self._timer_guard: ScopeLike | None = None
-        # Pushed: the timer is a loop timer (see _arm_loop_timer), not a task.
-        self._timer_handle: TimerHandle | None = None
-        self._timer_at = 0.0
         self._bg_scope: ScopeLike | None = None
         # The task group of `running()` while the connection runs: the writer and the timer are started
         # in it when first needed (an idle connection has neither: memory per connection).
@@ -319,7 +314,11 @@ class StreamWebSocket(WebSocketAPI):
 
     def _arm_timer(self) -> None:
         if self._source is not None:
-            self._arm_loop_timer()
+            # Pushed: armed from the transport's callbacks too, where anyio can make no task or
+            # cancel scope when the loop was not started by `anyio.run()` (sniffio finds no library
+            # outside a task): a loop timer, which also costs an idle connection no task.
+            if self._group is not None:
+                self._arm_loop_timer()
             return
         scope = self._timer_scope
         if scope is not None:
@@ -329,32 +328,8 @@ class StreamWebSocket(WebSocketAPI):
         elif self._timer_guard is None and self._group is not None and self._deadline() is not None:
             self._start_timer()
 
-    def _arm_loop_timer(self) -> None:
-        """Pushed: the transport's callbacks arm the timer too, and anyio makes no task or cancel
-        scope there when the loop was not started by `anyio.run()` (sniffio finds no library outside
-        a task): a loop timer, as in `wscore_asyncio`, which also costs an idle connection no task."""
-        deadline = self._deadline()
-        handle = self._timer_handle
-        if deadline is None or self._group is None:
-            if handle is not None:
-                handle.cancel()
-                self._timer_handle = None
-            return
-        if handle is not None:
-            if self._timer_at <= deadline:
-                return  # it fires first, then re-reads the deadline
-            handle.cancel()
-        self._timer_at = deadline
-        self._timer_handle = self._io.call_at(deadline, self._on_loop_timer)
-
-    def _on_loop_timer(self) -> None:
-        self._timer_handle = None
-        now = self._io.current_time()
-        if now < self._timer_at:
-            # Fired a clock tick early (uvloop counts milliseconds): not a time that has not come.
-            self._timer_handle = self._io.call_at(self._timer_at, self._on_loop_timer)
-            return
-        self._timer_due(now)
+    def _call_at(self, when: float, fn: Callable[[], object]) -> TimerHandle:
+        return self._io.call_at(when, fn)
 
     def _close_transport(self) -> None:
         """The core is done with the connection: the writer (pulled) or the closer (pushed) flushes

@@ -73,8 +73,6 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
         "_plain_future",
         "_read_view",
         "_registry",
-        "_timer",
-        "_timer_at",
         "_transport",
         "_transport_closing",
         "_waiter",
@@ -113,8 +111,6 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
         self._waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
         # Coalesced sends (see _coalesce): the pending write and the bytes held back for it.
         self._flush_handle: asyncio.Handle | None = None
         self._held = 0
@@ -184,10 +180,10 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport_closing = True
         self._write_paused = False
-        for handle in (self._timer, self._abort_handle, self._flush_handle):
+        for handle in (self._timer_handle, self._abort_handle, self._flush_handle):
             if handle is not None:
                 handle.cancel()
-        self._timer = self._abort_handle = self._flush_handle = None
+        self._timer_handle = self._abort_handle = self._flush_handle = None
         if not self._conn.close_transport or self._handshaking:
             self._eof()
         waiter = self._waiter
@@ -330,31 +326,10 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
             else:
                 transport.pause_reading()
 
-    def _arm_timer(self) -> None:
-        deadline = self._deadline()
-        timer = self._timer
-        if deadline is None:
-            if timer is not None:
-                timer.cancel()
-                self._timer = None
-            return
-        if timer is not None:
-            if self._timer_at <= deadline:
-                return  # it fires first, then re-reads the deadline
-            timer.cancel()
-        self._timer_at = deadline
-        self._timer = self._loop.call_at(deadline, self._on_timer)
+    _arm_timer = WebSocketAPI._arm_loop_timer
 
-    def _on_timer(self) -> None:
-        now = self._loop.time()
-        if now < self._timer_at:
-            # call_at fired a clock tick early (uvloop's clock counts milliseconds). Wait for the
-            # deadline instead of passing the core a time that has not come: a ping stamped in the
-            # future would not count a pong read in the same tick as the peer's answer.
-            self._timer = self._loop.call_at(self._timer_at, self._on_timer)
-            return
-        self._timer = None
-        self._timer_due(now)
+    def _call_at(self, when: float, fn: Callable[[], object]) -> asyncio.TimerHandle:
+        return self._loop.call_at(when, fn)
 
     def _close_transport(self) -> None:
         transport = self._transport
@@ -365,9 +340,9 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
             self._abort()
             return
         self._transport_closing = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+            self._timer_handle = None
         transport.close()
         if not self._lost.done():
             # A peer that does not read could keep the buffered bytes from ever flushing.

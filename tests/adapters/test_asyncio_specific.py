@@ -43,7 +43,7 @@ def assert_closed(ws: WebSocket) -> None:
     """The connection's transport is closed and nothing of it is pending."""
     assert ws.transport is not None and ws.transport.is_closing()
     assert ws._lost.done()
-    assert ws._timer is None
+    assert ws._timer_handle is None
 
 
 def test_echo_on_uvloop() -> None:
