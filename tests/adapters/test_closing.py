@@ -55,7 +55,7 @@ async def _read_until_eof(stream: anyio.abc.SocketStream, core: ClientConnection
 async def _until(condition: Callable[[], bool]) -> None:
     """Let the event loop run until `condition()` holds (bounded by the test's fail_after)."""
     while not condition():
-        await anyio.sleep(0)
+        await anyio.sleep(0)  # sleep-ok: a checkpoint (yields once), not a timed wait
 
 
 async def test_the_application_sees_close_last_and_may_still_reply(adapter: Adapter) -> None:
