@@ -28,7 +28,7 @@ import json
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from wscore import (
     CLOSED_MESSAGE,
@@ -55,6 +55,7 @@ from .api import (
     expect_str,
     text_or_bytes,
 )
+from .server import logger
 
 if TYPE_CHECKING:
     from .backend import TimerHandle
@@ -79,6 +80,9 @@ _CLOSE_MSG: Final = WSMsgType.CLOSE
 _TEXT_MSG: Final = WSMsgType.TEXT
 _KNOWN_CODES: Final = {int(code): code for code in WSCloseCode}
 _STOP_ITERATION: Final = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
+# The queue of a connection no message has come to yet: shared, and a tuple, so that a change
+# made to it by mistake fails (AttributeError) instead of reaching another connection.
+NO_MESSAGES: Final = cast("deque[WSMessage]", ())
 
 _W = TypeVar("_W", bound="WebSocketAPI")
 
@@ -146,7 +150,10 @@ class WebSocketAPI:
         if max_queue_bytes is not None and max_queue_bytes < 1:
             raise ValueError("max_queue_bytes must be at least 1 (None: no byte bound)")
         self._conn = conn
-        self._queue = deque()
+        # The deque is made by the first message: a connection that is only sent to (a subscriber)
+        # never holds one (760 B: memory per connection). Code that waits for a message re-reads
+        # `_queue` after the wait.
+        self._queue = NO_MESSAGES
         self._max_queue = max_queue
         self._max_queue_bytes = sys.maxsize if max_queue_bytes is None else max_queue_bytes
         # Data delivered since the queue was last empty: at least what waits unread (see _deliver).
@@ -256,6 +263,8 @@ class WebSocketAPI:
         # The byte count is kept here only, not in receive(): it restarts when the queue is empty and
         # otherwise over-counts what was taken since, which at worst pauses reading a little early;
         # the pause is lifted on an exact count (`_unread_bytes`).
+        if queue is NO_MESSAGES:
+            queue = self._queue = deque()
         size = 0 if not queue else self._queued_bytes
         queue.extend(events)
         self._wake_receiver()
@@ -273,6 +282,13 @@ class WebSocketAPI:
         self._queued_bytes = size
         if (len(queue) >= self._max_queue or size >= self._max_queue_bytes) and not self._read_paused:
             self._pause_reading()
+
+    def _read_failed(self) -> None:
+        """An error raised while reading: a bug (the core answers whatever a peer sends), so it is
+        logged and the connection dropped (1006), and nothing else: not the server, not the event
+        loop's error handler."""
+        logger.exception("a WebSocket connection's reader failed")
+        self._abort()
 
     def _unread_bytes(self) -> int:
         """The exact size of what waits unread (binary bytes, text characters)."""
@@ -411,6 +427,7 @@ class WebSocketAPI:
             try:
                 while not queue and not self._gone():
                     await self._wait_message(timeout)
+                    queue = self._queue
             finally:
                 self._receiving = False
             if not queue:
@@ -609,9 +626,13 @@ class WebSocketAPI:
             return False
         if not self._closing:
             self._closing = True
-            self._queue.clear()
+            queue = self._queue
+            if queue is not NO_MESSAGES:
+                queue.clear()
             if self._receiving:
-                self._queue.append(CLOSING_MESSAGE)
+                if queue is NO_MESSAGES:
+                    queue = self._queue = deque()
+                queue.append(CLOSING_MESSAGE)
                 self._wake_receiver()
             self._resume_reading()  # the peer's close frame must get through
         started = False

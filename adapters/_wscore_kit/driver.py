@@ -5,8 +5,9 @@ events, byte streams — so the primitives of `WebSocketAPI` (the connection API
 `wscore_asyncio`) are written once here, against an `IOBackend` (backend.py) of a dozen primitives
 that each adapter supplies in a few lines. Pure Python: this module imports neither library.
 
-How a connection runs (in the task group of `running()`; each of its tasks shielded in its own scope,
-so that only the connection ends it), over a byte stream ("pull"):
+How a connection runs (in the task group of `running()`: the connection's own, or a server's; each of
+its tasks shielded in its own scope, so that only the connection ends it, and none lets an error out
+into that group), over a byte stream ("pull"):
 
 - the reader reads the stream, feeds the core and queues the events; it stops reading while
   `max_queue` messages wait (back-pressure) and keeps reading otherwise, so pings are answered and
@@ -35,6 +36,7 @@ failed) within the close timeout, shielded from the cancellation, then cancels t
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from functools import partial
@@ -55,7 +57,7 @@ from .api import (
 )
 from .backend import EventLike, IOBackend, PushSource, PushTransport, ScopeLike, TimerHandle
 from .connection import HIGH_WATER, WebSocketAPI, connection_closed, write_timed_out
-from .server import ProcessRequest, handler_close
+from .server import ProcessRequest, handler_close, logger
 
 __all__ = [
     "HIGH_WATER",
@@ -72,6 +74,12 @@ _OPEN = State.OPEN
 _CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
 
+
+# Task names, given rather than derived: trio and anyio would format one string per task from the
+# function's qualified name (memory per connection).
+_BACKGROUND_TASK = "wscore connection"
+_WRITER_TASK = "wscore writer"
+_TIMER_TASK = "wscore timer"
 
 _W = TypeVar("_W", bound="StreamWebSocket")
 
@@ -139,7 +147,9 @@ class StreamWebSocket(WebSocketAPI):
             max_queue_bytes=max_queue_bytes,
             autoclose=autoclose,
         )
-        self._queue.extend(conn.events())  # what came with the handshake
+        events = conn.events()  # what came with the handshake
+        if events:
+            self._queue = deque(events)
         self._stream = stream
         self._msg_waiter: EventLike | None = None
         self._drain_waiter: EventLike | None = None
@@ -419,7 +429,11 @@ class StreamWebSocket(WebSocketAPI):
 
     def _push_data(self, data: bytes | memoryview) -> None:
         conn = self._conn
-        conn.receive_data(data, self._clock())
+        try:
+            conn.receive_data(data, self._clock())
+        except Exception:
+            self._read_failed()
+            return
         if conn.state is not _OPEN or self._closing:
             self._pump()
             return
@@ -473,23 +487,50 @@ class StreamWebSocket(WebSocketAPI):
                 conn = self._conn
                 # A connection made without `now` (the embedding path) learns the clock here.
                 conn.handle_timer(io.current_time())
-                if self._source is not None:
-                    self._attach(self._source)
+                source = self._source
+                if source is not None:
+                    self._attach(source)
                     self._pump()
                     task_status.started()
                     del task_status  # it holds the start's nursery: memory per connection
                     await self._closer()
-                else:
+                    return
+                self._pump()
+                if self._out or conn.close_transport:
+                    self._start_writer()
+                task_status.started()
+                del task_status
+                # The reader, here rather than in a coroutine of its own: one frame less held by each
+                # idle connection (memory per connection).
+                stream = self._stream
+                receive = io.receiver(stream) or partial(io.receive, stream)
+                clock = self._clock
+                while not conn.close_transport:
+                    # Back-pressure: see WebSocketAPI._deliver and _check_backlog.
+                    while self._read_paused or self._write_stalled:
+                        waiter = self._space_waiter = io.waiter()
+                        await waiter.wait()
+                        self._space_waiter = None
+                    try:
+                        data = await receive()
+                    except io.stream_errors as exc:
+                        if not self._transport_closed:
+                            self._stream_failed(exc)
+                        break
+                    if data:
+                        conn.receive_data(data, clock())
+                    else:
+                        conn.receive_eof()
                     self._pump()
-                    if self._out or conn.close_transport:
-                        self._start_writer()
-                    task_status.started()
-                    del task_status
-                    await self._reader()
-                    if not self._writer_started:
-                        self._start_writer()
-                    # The writer closes the stream, then cancels this scope.
-                    await io.sleep_forever()
+                    if not data:
+                        break
+                if not self._writer_started:
+                    self._start_writer()
+                # The writer closes the stream, then cancels this scope.
+                await io.sleep_forever()
+        except Exception:
+            # Never into the task group it runs in, which may be a server's (`running(group=)`).
+            self._read_failed()
         finally:
             self._group = None  # no task starts from now on
             for scope in (self._writer_scope, self._timer_guard, self._timer_handle):
@@ -511,13 +552,13 @@ class StreamWebSocket(WebSocketAPI):
         group = self._group
         if group is not None:
             self._writer_started = True
-            group.start_soon(self._writer)
+            group.start_soon(self._writer, name=_WRITER_TASK)
 
     def _start_timer(self) -> None:
         group = self._group
         if group is not None:
             self._timer_guard = self._io.cancel_scope(shield=True)
-            group.start_soon(self._timer)
+            group.start_soon(self._timer, name=_TIMER_TASK)
 
     def _attach(self, source: PushSource) -> None:
         io = self._io
@@ -564,32 +605,6 @@ class StreamWebSocket(WebSocketAPI):
         assert self._bg_scope is not None
         self._bg_scope.cancel()
 
-    async def _reader(self) -> None:
-        io = self._io
-        conn = self._conn
-        stream = self._stream
-        receive = io.receiver(stream) or partial(io.receive, stream)
-        clock = self._clock
-        while not conn.close_transport:
-            # Back-pressure: see WebSocketAPI._deliver and _check_backlog.
-            while self._read_paused or self._write_stalled:
-                waiter = self._space_waiter = io.waiter()
-                await waiter.wait()
-                self._space_waiter = None
-            try:
-                data = await receive()
-            except io.stream_errors as exc:
-                if not self._transport_closed:
-                    self._stream_failed(exc)
-                return
-            if data:
-                conn.receive_data(data, clock())
-            else:
-                conn.receive_eof()
-            self._pump()
-            if not data:
-                return
-
     async def _writer(self) -> None:
         io = self._io
         conn = self._conn
@@ -598,33 +613,36 @@ class StreamWebSocket(WebSocketAPI):
             self._writer_scope = scope
             if conn.close_transport:
                 self._close_transport()
-            while True:
-                out = self._out
-                if self._writing or not out:
-                    if conn.close_transport and not self._writing:
+            try:
+                while True:
+                    out = self._out
+                    if self._writing or not out:
+                        if conn.close_transport and not self._writing:
+                            break
+                        waiter = self._write_waiter = io.waiter()
+                        await waiter.wait()
+                        self._write_waiter = None
+                        continue
+                    data = out[0] if len(out) == 1 else b"".join(out)
+                    out.clear()
+                    self._writing = True
+                    self._wrote_direct = False
+                    try:
+                        await io.send(self._stream, data)
+                    except io.stream_errors as exc:
+                        self._stream_failed(exc)
                         break
-                    waiter = self._write_waiter = io.waiter()
-                    await waiter.wait()
-                    self._write_waiter = None
-                    continue
-                data = out[0] if len(out) == 1 else b"".join(out)
-                out.clear()
-                self._writing = True
-                self._wrote_direct = False
-                try:
-                    await io.send(self._stream, data)
-                except io.stream_errors as exc:
-                    self._stream_failed(exc)
-                    break
-                finally:
-                    self._writing = False
-                self._pending -= len(data)
-                if self._pending <= HIGH_WATER:
-                    if self._drain_waiter is not None:
-                        self._drain_waiter.set()
-                        self._drain_waiter = None
-                    if self._write_stalled:
-                        self._drained()
+                    finally:
+                        self._writing = False
+                    self._pending -= len(data)
+                    if self._pending <= HIGH_WATER:
+                        if self._drain_waiter is not None:
+                            self._drain_waiter.set()
+                            self._drain_waiter = None
+                        if self._write_stalled:
+                            self._drained()
+            except Exception:  # a bug: as in _background
+                logger.exception("a WebSocket connection's writer failed")
         self._writer_scope = None
         if scope.cancelled_caught:
             # Cut short by the close bound: the peer does not read; the stream is dropped.
@@ -641,24 +659,33 @@ class StreamWebSocket(WebSocketAPI):
         guard = self._timer_guard
         assert guard is not None
         with guard:  # shielded: only the connection ends the timer
-            while True:
-                deadline = self._deadline()
-                with io.cancel_scope(deadline=math.inf if deadline is None else deadline) as scope:
-                    self._timer_scope = scope
-                    await io.sleep_forever()
-                self._timer_scope = None
-                now = io.current_time()
-                deadline = self._deadline()
-                if deadline is not None and now >= deadline:
-                    self._timer_due(now)
+            try:
+                while True:
+                    deadline = self._deadline()
+                    with io.cancel_scope(deadline=math.inf if deadline is None else deadline) as scope:
+                        self._timer_scope = scope
+                        await io.sleep_forever()
+                    self._timer_scope = None
+                    now = io.current_time()
+                    deadline = self._deadline()
+                    if deadline is not None and now >= deadline:
+                        self._timer_due(now)
+            except Exception:  # a bug: as in _background, and the connection ends
+                logger.exception("a WebSocket connection's timer failed")
+                if self._bg_scope is not None:
+                    self._bg_scope.cancel()
 
     # -- lifetime ------------------------------------------------------------------------------
 
-    def running(self: _W, *, server: bool = False) -> _Running[_W]:
+    def running(self: _W, *, server: bool = False, group: Any = None) -> _Running[_W]:
         """Run the background tasks for the body; on exit close the connection (1000; 1001 when the
         body is cancelled; 1011 when a server handler raised) and end them. The body's exception is
-        re-raised as it is, not wrapped in an exception group."""
-        return _Running(self, server)
+        re-raised as it is, not wrapped in an exception group.
+
+        `group`: a task group that outlives the body (the server's) to run the background tasks in,
+        instead of a task group of the connection's own (a task group and its cancel scope less per
+        connection: memory); leaving then waits for the background to be done."""
+        return _Running(self, server, group)
 
     async def _shutdown(self, error: BaseException | None, server: bool) -> None:
         io = self._io
@@ -686,36 +713,50 @@ class _Running(Generic[_W]):
     rather than an `asynccontextmanager`: no async generator and frame held for as long as the
     connection lives (memory per connection)."""
 
-    __slots__ = ("_group_cm", "_server", "_ws")
+    __slots__ = ("_group", "_group_cm", "_server", "_ws")
 
-    def __init__(self, ws: _W, server: bool) -> None:
+    def __init__(self, ws: _W, server: bool, group: Any) -> None:
         self._ws = ws
         self._server = server
+        self._group = group
         self._group_cm: AbstractAsyncContextManager[Any] | None = None
 
     async def __aenter__(self) -> _W:
         ws = self._ws
-        cm = self._group_cm = ws._io.task_group()
-        group = await cm.__aenter__()
+        group = self._group
+        cm = None
+        if group is None:
+            cm = self._group_cm = ws._io.task_group()
+            group = await cm.__aenter__()
         ws._group = group
         try:
-            await group.start(ws._background)
+            # `start`: the task begins in this task's cancel scope (a server's handler is shielded)
+            # and enters its own shield before it reports started, so a cancelled group cannot
+            # cancel it first.
+            await group.start(ws._background, name=_BACKGROUND_TASK)
         except BaseException as exc:
             # As `async with` would: the task group sees the error, then it is raised.
-            await cm.__aexit__(type(exc), exc, exc.__traceback__)
+            if cm is not None:
+                await cm.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         return ws
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
+        ws = self._ws
         cm = self._group_cm
-        assert cm is not None
         try:
-            await self._ws._shutdown(exc, self._server)
+            await ws._shutdown(exc, self._server)
         except BaseException as error:
-            await cm.__aexit__(type(error), error, error.__traceback__)
+            if cm is not None:
+                await cm.__aexit__(type(error), error, error.__traceback__)
             raise
+        if cm is None:
+            # The background runs in the caller's group: the connection is over once it is done.
+            with ws._io.cancel_scope(shield=True):
+                await ws._wait_done()
+        else:
+            await cm.__aexit__(None, None, None)
         # The body's exception (if any) is re-raised by `async with` as it is: returning False.
-        await cm.__aexit__(None, None, None)
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,14 @@ from .server import ConnectionLimit, answer_request, logger
 if TYPE_CHECKING:
     pass
 
-__all__ = ["StreamServer", "listen_options"]
+__all__ = ["StreamServer", "accept_forever", "listen_options"]
+
+# accept() errors that say "not now" (out of descriptors or memory): a server waits and goes on, as
+# trio.serve_listeners does, instead of ending with every connection it serves.
+_ACCEPT_RETRY = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS))
+_ACCEPT_RETRY_DELAY = 0.1
+# Given rather than derived: trio formats one name per task from the function otherwise (memory).
+_HANDLER_TASK = "wscore handler"
 
 
 class StreamServer:
@@ -50,6 +58,9 @@ class StreamServer:
         self._idle: EventLike | None = None
         self._closing = False
         self._sockets: list[Any] = []
+        # The server's task group, set by `serve()`: each connection's background tasks run there, not
+        # in a task group of their own (memory per connection); None: one per connection.
+        self._group: Any = None
 
     @property
     def sockets(self) -> list[Any]:
@@ -84,7 +95,7 @@ class StreamServer:
                 if ws is not None:
                     self._tasks[scope] = ws
                     try:
-                        async with ws.running(server=True):
+                        async with ws.running(server=True, group=self._group):
                             await self._handler(ws)
                     except Exception:
                         pass  # logged by the close policy (handler_close), once
@@ -191,6 +202,34 @@ async def _server_handshake(
     if scope.cancelled_caught:
         raise WSTimeoutError(f"opening handshake not finished within {timeout} s")
     return True
+
+
+async def accept_forever(
+    io: IOBackend, listener: Any, handle: Callable[[Any], Awaitable[None]], group: Any
+) -> None:
+    """Accept on a trio or anyio listener until cancelled, each stream handled by `handle(stream)` in a
+    task of `group`, the handler's coroutine the task's own (no wrapper held per connection: memory).
+    The listener is closed when the loop ends, at once: a server that stops frees its port while its
+    connections still close (as trio.serve_listeners does)."""
+    failing = False
+    try:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_RETRY:
+                    raise
+                if not failing:  # once per burst
+                    logger.error("accept() failed (%s); retrying every %s s", exc, _ACCEPT_RETRY_DELAY)
+                failing = True
+                with io.cancel_scope(deadline=io.current_time() + _ACCEPT_RETRY_DELAY):
+                    await io.sleep_forever()
+                continue
+            failing = False
+            group.start_soon(handle, stream, name=_HANDLER_TASK)
+    finally:
+        with io.cancel_scope(shield=True):
+            await io.aclose(listener)
 
 
 def listen_options(host: Any, port: Any, options: Mapping[str, Any]) -> ServerOptions:

@@ -51,6 +51,7 @@ async def _next_event(ws: WebSocketAPI, timeout: float | None) -> WSMessage:
     queue = ws._queue
     while not queue and not ws._gone():
         await ws._wait_message(timeout)
+        queue = ws._queue  # made by the first message (NO_MESSAGES)
     if not queue:
         return CLOSED_MESSAGE
     msg = queue.popleft()

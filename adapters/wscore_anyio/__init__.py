@@ -7,21 +7,21 @@ backends.
 
     server = await task_group.start(wscore_anyio.serve, handler, "127.0.0.1", 8000)
 
-Each connection owns a task group (reader, writer, heartbeat timer) for as long as its `async with` or
-handler runs; timeouts are `anyio.move_on_after`/`anyio.fail_after` around any call (the `timeout=`
-arguments exist for parity with `wscore_asyncio`). The connection logic is the shared kit's
-(`_wscore_kit`), as for every adapter; this module holds anyio's TCP/TLS, listeners and primitives.
+Each connection has its tasks (reader, writer, heartbeat timer) for as long as its `async with` or handler
+runs, a client's in a task group of its own, a server connection's in the server's; timeouts are
+`anyio.move_on_after`/`anyio.fail_after` around any call (the `timeout=` arguments exist for parity with
+`wscore_asyncio`). The connection logic is the shared kit's (`_wscore_kit`), as for every adapter; this
+module holds anyio's TCP/TLS, listeners and primitives.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import math
 import socket
 import ssl as ssl_module
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
@@ -45,7 +45,7 @@ from _wscore_kit.proxy import (
 from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
 from _wscore_kit.server import logger
 from _wscore_kit.stream_client import stream_client
-from _wscore_kit.stream_server import StreamServer, listen_options
+from _wscore_kit.stream_server import StreamServer, accept_forever, listen_options
 from _wscore_kit.tls_accept import TLSAcceptor, supported
 
 from ._asyncio_stream import _AsyncioStream, _nodelay
@@ -184,41 +184,15 @@ async def serve(
     try:
         async with anyio.create_task_group() as tg:
             server.cancel_scope = tg.cancel_scope
+            server._group = tg
             tg.start_soon(server.shutdown_on_cancel)
             for listener in listeners:
-                tg.start_soon(_accept_forever, listener, handle, tg)
+                tg.start_soon(accept_forever, io, listener, handle, tg)
             task_status.started(server)
-    finally:  # once the accept loops have ended: a listener closed under accept() would raise there
+    finally:  # each accept loop closes its listener as it ends; these close any loop that never began
         with anyio.CancelScope(shield=True):
             for listener in listeners:
                 await listener.aclose()
-
-
-# accept() errors that say "not now" (out of descriptors or memory): a server waits and goes on, as
-# trio.serve_listeners does, instead of ending with every connection it serves.
-_ACCEPT_RETRY = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS))
-_ACCEPT_RETRY_DELAY = 0.1
-
-
-async def _accept_forever(
-    listener: anyio.abc.SocketListener,
-    handle: Callable[[anyio.abc.ByteStream], Coroutine[Any, Any, None]],
-    tg: anyio.abc.TaskGroup,
-) -> None:
-    failing = False
-    while True:
-        try:
-            stream = await listener.accept()
-        except OSError as exc:
-            if exc.errno not in _ACCEPT_RETRY:
-                raise
-            if not failing:  # once per burst
-                logger.error("accept() failed (%s); retrying every %s s", exc, _ACCEPT_RETRY_DELAY)
-            failing = True
-            await anyio.sleep(_ACCEPT_RETRY_DELAY)
-            continue
-        failing = False
-        tg.start_soon(handle, stream)
 
 
 async def _tls_then_handle(
@@ -286,6 +260,7 @@ async def _serve_asyncio(
         try:
             server._sockets = list(listening.sockets)
             server.cancel_scope = tg.cancel_scope
+            server._group = tg
             tg.start_soon(server.shutdown_on_cancel)
             task_status.started(server)
             while True:

@@ -152,7 +152,11 @@ class WebSocket(WebSocketAPI, asyncio.BufferedProtocol):
             self._handshake_data(data)
             return
         conn = self._conn
-        conn.receive_data(data, self._clock())
+        try:
+            conn.receive_data(data, self._clock())
+        except Exception:
+            self._read_failed()
+            return
         if conn.pending_output:  # a pong, or a close frame: rare
             self._transport.write(conn.data_to_send())  # type: ignore[union-attr]
             if self._write_paused:

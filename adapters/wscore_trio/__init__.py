@@ -6,10 +6,11 @@
 
     server = await nursery.start(wscore_trio.serve, handler, "127.0.0.1", 8000)
 
-Each connection owns a nursery (reader, writer, heartbeat timer) for as long as its `async with` or
-handler runs; timeouts are `trio.move_on_after`/`trio.fail_after` around any call (the `timeout=`
-arguments exist for parity with `wscore_asyncio`). The connection logic is the shared kit's
-(`_wscore_kit`), as for every adapter; this module holds trio's TCP/TLS, listeners and primitives.
+Each connection has its tasks (reader, writer, heartbeat timer) for as long as its `async with` or handler
+runs, a client's in a nursery of its own, a server connection's in the server's; timeouts are
+`trio.move_on_after`/`trio.fail_after` around any call (the `timeout=` arguments exist for parity with
+`wscore_asyncio`). The connection logic is the shared kit's (`_wscore_kit`), as for every adapter; this
+module holds trio's TCP/TLS, listeners and primitives.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from _wscore_kit.options import ClientOptions, ServerKwargs, ServerOptions, with
 from _wscore_kit.proxy import Proxy, http_connect, proxy_ssl_context, select_proxy, socks_connect
 from _wscore_kit.public import *  # noqa: F403  (the names every adapter re-exports)
 from _wscore_kit.stream_client import stream_client
-from _wscore_kit.stream_server import StreamServer, listen_options
+from _wscore_kit.stream_server import StreamServer, accept_forever, listen_options
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -179,6 +180,8 @@ async def serve(
     server.listeners = listeners
     async with trio.open_nursery() as nursery:
         server.cancel_scope = nursery.cancel_scope
+        server._group = nursery
         nursery.start_soon(server.shutdown_on_cancel)
-        await nursery.start(trio.serve_listeners, server.handle, listeners)
+        for listener in listeners:  # each closed when its loop ends
+            nursery.start_soon(accept_forever, server._io, listener, server.handle, nursery)
         task_status.started(server)

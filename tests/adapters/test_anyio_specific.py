@@ -270,34 +270,40 @@ async def test_broadcast_skips_a_slow_client() -> None:
         assert received == ["x" * 4096] * rounds
 
 
-# On anyio's trio backend only: on its asyncio backend, serve() runs on asyncio's server, which
-# retries by itself.
+# On trio only (wscore_trio, and wscore_anyio on its trio backend): both accept in the kit's
+# accept_forever. On asyncio, serve() runs on asyncio's server, which retries by itself.
 @pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.parametrize("module_name", ["wscore_anyio", "wscore_trio"])
 async def test_accept_running_out_of_descriptors_does_not_end_the_server(
-    anyio_backend: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    anyio_backend: str, module_name: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """EMFILE from accept() (too many open files) is logged once, retried shortly after, and the
     server keeps serving, as trio.serve_listeners does (asyncio's server does the same by itself).
     On anyio's trio backend it used to end the server and every connection with it."""
     import errno
 
+    import trio
     from anyio._backends._trio import TCPSocketListener
 
-    failures = 3
-    original = TCPSocketListener.accept
+    import wscore_trio
 
-    async def accept(self: TCPSocketListener) -> Any:
+    module: Any = wscore_anyio if module_name == "wscore_anyio" else wscore_trio
+    listener_class: Any = TCPSocketListener if module is wscore_anyio else trio.SocketListener
+    failures = 3
+    original = listener_class.accept
+
+    async def accept(self: Any) -> Any:
         nonlocal failures
         if failures:
             failures -= 1
             raise OSError(errno.EMFILE, "Too many open files")
         return await original(self)
 
-    monkeypatch.setattr(TCPSocketListener, "accept", accept)
+    monkeypatch.setattr(listener_class, "accept", accept)
     async with anyio.create_task_group() as tg:
-        server = await tg.start(partial(wscore_anyio.serve, wscore_anyio.echo_handler, "127.0.0.1", 0))
+        server = await tg.start(partial(module.serve, module.echo_handler, "127.0.0.1", 0))
         with anyio.fail_after(10):
-            async with wscore_anyio.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+            async with module.connect(f"ws://127.0.0.1:{server.port}/") as ws:
                 await ws.send_str("served")
                 assert await ws.receive_str() == "served"
         tg.cancel_scope.cancel()

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from wscore import HandshakeError, Request, WSCloseCode, WSMsgType
+from wscore import HandshakeError, Request, ServerConnection, WSCloseCode, WSMsgType
 
 from .conftest import Adapter
 
@@ -44,6 +44,47 @@ async def test_handler_exception_closes_with_1011_and_server_keeps_serving(adapt
         async with adapter.connect(url) as ws:
             await ws.send_str("fine")
             assert await ws.receive_str() == "fine"
+
+
+async def test_a_failure_in_one_connections_machinery_ends_that_connection_only(
+    adapter: Adapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error raised while a connection reads (a bug; here the core, made to fail for one
+    connection) ends that connection, abnormally, and nothing else: the server and its other
+    connections go on. On trio and anyio a connection's tasks run in the server's task group, which
+    such an error must not reach."""
+    failing: list[ServerConnection] = []
+    original = ServerConnection.receive_data
+
+    def receive_data(self: ServerConnection, data: bytes, now: float | None = None) -> None:
+        if self in failing:
+            raise RuntimeError("a bug (injected by the test)")
+        original(self, data, now)
+
+    monkeypatch.setattr(ServerConnection, "receive_data", receive_data)
+    doomed = anyio.Event()
+
+    async def handler(ws: Any) -> None:
+        if not failing:
+            failing.append(ws.core)
+            doomed.set()
+        async for msg in ws:
+            await ws.send_str(msg.data)
+
+    async with (
+        adapter.run_server(handler) as url,
+        adapter.connect(url) as first,
+        adapter.connect(url) as second,
+    ):
+        await doomed.wait()
+        await second.send_str("before")
+        assert await second.receive_str() == "before"
+        await first.send_str("fails")
+        msg = await first.receive()
+        assert msg.type is WSMsgType.CLOSED
+        assert first.close_code == WSCloseCode.ABNORMAL_CLOSURE
+        await second.send_str("after")
+        assert await second.receive_str() == "after"
 
 
 async def test_server_close_sends_1001_and_waits_for_handlers(adapter: Adapter) -> None:
