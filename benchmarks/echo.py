@@ -10,7 +10,9 @@ loop; the server echoes every binary message. A case is a message size, how many
 flight and a mode. `batch`: 1 in flight (send, wait for the echo) or W (a task sends W while the
 caller receives W, then the next batch). `gated`: a sender task keeps up to W in flight, gated by a
 semaphore of the row's I/O library (asyncio, trio or anyio) that the receiving task releases once per
-echo, as an application writes it. Groups:
+echo, as an application writes it. `gated-fast`: the same with anyio's semaphore made with
+`fast_acquire=True` (no checkpoint when a permit is free, as asyncio's); asyncio's and trio's rows are
+`gated` again. Groups:
 
 - asyncio: wscore_asyncio, websockets, aiohttp, picows, wscore_anyio (on asyncio), each its own pair;
 - trio: wscore_trio, trio-websocket, wscore_anyio (on trio), under `trio.run`;
@@ -33,6 +35,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 if __package__ in (None, ""):
@@ -47,8 +50,8 @@ from benchmarks.core import fmt_size
 from benchmarks.peers import Client, Recv, Send, Server
 
 DEFAULT_SIZES = (16, 1024, 64 * 1024, 1024 * 1024)
-MODES = ("batch", "gated")
-# A case: message size, messages in flight (W), mode ("batch" or "gated").
+MODES = ("batch", "gated", "gated-fast")
+# A case: message size, messages in flight (W), mode (one of MODES).
 Case = tuple[int, int, str]
 
 
@@ -63,6 +66,13 @@ class Gate(Protocol):
 ASYNCIO: Callable[[int], Gate] = asyncio.Semaphore
 TRIO: Callable[[int], Gate] = trio.Semaphore
 ANYIO: Callable[[int], Gate] = anyio.Semaphore
+
+
+def fast(gate: Callable[[int], Gate]) -> Callable[[int], Gate]:
+    """`gate` without a checkpoint when a permit is free: anyio's with `fast_acquire=True`."""
+    if gate is ANYIO:
+        return partial(anyio.Semaphore, fast_acquire=True)
+    return gate
 
 
 @dataclass(frozen=True)
@@ -219,8 +229,9 @@ async def run_case(
     _, inflight, mode = case
     clock = time.process_time if cpu else time.perf_counter
     start = clock()
-    if mode == "gated":
-        done = await run_gated(send, recv, payload, inflight, rounds, gate=lib.gate(inflight))
+    if mode.startswith("gated"):
+        gate = (lib.gate if mode == "gated" else fast(lib.gate))(inflight)
+        done = await run_gated(send, recv, payload, inflight, rounds, gate=gate)
     else:
         done = await run_batch(send, recv, payload, inflight, rounds)
     return done / (clock() - start)
@@ -280,7 +291,7 @@ def fmt_rate(rate: float) -> str:
 def case_label(case: Case) -> str:
     """ "16 B, 64 in flight" (batch) or "16 B, 64 gated"."""
     size, inflight, mode = case
-    return f"{fmt_size(size)}, {inflight} {'gated' if mode == 'gated' else 'in flight'}"
+    return f"{fmt_size(size)}, {inflight} {'in flight' if mode == 'batch' else mode}"
 
 
 def render(head: Sequence[str], body: Sequence[Sequence[str]], markdown: bool) -> str:
@@ -314,7 +325,9 @@ def add_args(p: argparse.ArgumentParser, sizes: str) -> None:
     """The options every echo-style script takes."""
     p.add_argument("--sizes", help=f"message sizes in bytes (default {sizes})")
     p.add_argument("--inflight", default="1,64", help="messages in flight, W (default 1,64)")
-    p.add_argument("--mode", default="batch", help="batch, gated or both: batch,gated (default batch)")
+    p.add_argument(
+        "--mode", default="batch", help="batch, gated, gated-fast, or several: batch,gated (default batch)"
+    )
     p.add_argument("--rounds", type=int, help="round trips per measurement (default 4000)")
     p.add_argument("--budget", type=int, help="at most this many bytes per measurement (default 64 MiB)")
     p.add_argument("--repeat", type=int, help="repeats; the best counts (default 5)")
@@ -341,7 +354,7 @@ def finish_args(args: argparse.Namespace, sizes: str) -> list[Case]:
         args.repeat = 2 if quick else 5
     modes = args.mode.split(",")
     if set(modes) - set(MODES):
-        raise SystemExit(f"unknown mode: {args.mode} (batch, gated)")
+        raise SystemExit(f"unknown mode: {args.mode} ({', '.join(MODES)})")
     inflights = [int(n) for n in args.inflight.split(",")]
     return [(int(s), n, m) for s in args.sizes.split(",") for m in modes for n in inflights]
 
