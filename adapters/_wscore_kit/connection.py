@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from wscore import (
@@ -401,7 +401,7 @@ class WebSocketAPI:
 
     # -- receiving -------------------------------------------------------------------------------
 
-    async def receive(self, timeout: float | None = None) -> WSMessage:
+    def receive(self, timeout: float | None = None) -> Coroutine[Any, Any, WSMessage]:
         """The next message. TEXT/BINARY (and PING/PONG with autoping off) as they arrive; then CLOSE
         (the peer's code in `data`, reason in `extra`) or ERROR (the exception); then CLOSED forever.
 
@@ -409,6 +409,14 @@ class WebSocketAPI:
         and leaves the connection open. Only one task may receive at a time (`RuntimeError`).
         Cancelling the call loses no message.
         """
+        # The coroutine itself, not one awaiting it: a frame less per message and per idle connection.
+        return self._receive(timeout, False)
+
+    def __anext__(self) -> Coroutine[Any, Any, WSMessage]:
+        return self._receive(None, True)
+
+    async def _receive(self, timeout: float | None, stop: bool) -> WSMessage:
+        """`receive()`; for `async for` (`stop`), StopAsyncIteration instead of CLOSE/CLOSING/CLOSED."""
         if self._receiving:
             raise RuntimeError("Concurrent call to receive() is not allowed")
         queue = self._queue
@@ -416,11 +424,11 @@ class WebSocketAPI:
             conn = self._conn
             if conn.state is not _OPEN or self._closing:
                 if conn.state is _CLOSED or self._gone():
-                    return CLOSED_MESSAGE
+                    return _closed(stop)
                 if conn.state is _CLOSING and not conn.close_sent and not self._closing:
                     # The peer's close (autoclose off) was delivered: ours is to send, as in aiohttp.
                     await self.close()
-                    return CLOSED_MESSAGE
+                    return _closed(stop)
             if timeout is None:
                 timeout = self._receive_timeout
             self._receiving = True
@@ -431,7 +439,7 @@ class WebSocketAPI:
             finally:
                 self._receiving = False
             if not queue:
-                return CLOSED_MESSAGE  # done while waiting
+                return _closed(stop)  # done while waiting
         msg = queue.popleft()
         if (
             self._read_paused
@@ -446,6 +454,8 @@ class WebSocketAPI:
         if not self._decode_text and msg.type is _TEXT_MSG and msg.data.__class__ is str:
             # aiohttp's decode_text=False; the core has checked the UTF-8 already (RFC 6455 §8.1).
             return WSMessage(_TEXT_MSG, msg.data.encode("utf-8"), msg.extra)
+        if stop and msg.type in _STOP_ITERATION:
+            raise StopAsyncIteration
         return msg
 
     def _answer_close(self) -> None:
@@ -474,12 +484,6 @@ class WebSocketAPI:
 
     def __aiter__(self: _W) -> _W:
         return self
-
-    async def __anext__(self) -> WSMessage:
-        msg = await self.receive()
-        if msg.type in _STOP_ITERATION:
-            raise StopAsyncIteration
-        return msg
 
     def receive_stream(self, timeout: float | None = None) -> streaming.ReceiveStream:
         """`async for chunk in ws.receive_stream()`: the next TEXT (str chunks) or BINARY (bytes)
@@ -727,6 +731,13 @@ def write_timed_out(conn: Connection, timeout: float) -> None:
 def connection_closed(conn: Connection) -> ConnectionClosed:
     """The error for a send whose bytes were lost with the transport."""
     return ConnectionClosed(conn.close_code or 1006, conn.close_reason or "connection lost")
+
+
+def _closed(stop: bool) -> WSMessage:
+    """CLOSED for `receive()`, the end of `async for`."""
+    if stop:
+        raise StopAsyncIteration
+    return CLOSED_MESSAGE
 
 
 def broadcast(
