@@ -313,6 +313,42 @@ async def test_accept_running_out_of_descriptors_does_not_end_the_server(
     ]
 
 
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.parametrize("module_name", ["wscore_anyio", "wscore_trio"])
+async def test_a_stopped_server_frees_its_port_while_its_connections_close(
+    anyio_backend: str, module_name: str
+) -> None:
+    """Cancelling a server closes its listeners at once, not after its handlers end: a restarted server
+    can bind the port while the old one's connections still close. wscore_anyio on trio kept its
+    listener until every handler had finished."""
+    import wscore_trio
+
+    module: Any = wscore_anyio if module_name == "wscore_anyio" else wscore_trio
+    told = anyio.Event()
+    release = anyio.Event()
+
+    async def handler(ws: Any) -> None:
+        await ws.receive()  # CLOSING, once the server stops
+        told.set()
+        await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        server = await tg.start(partial(module.serve, handler, "127.0.0.1", 0))
+        port = server.port
+        async with module.connect(f"ws://127.0.0.1:{port}/"):
+            server.cancel_scope.cancel()
+            with anyio.fail_after(10):
+                await told.wait()
+            await anyio.wait_all_tasks_blocked()  # the accept loops have ended
+            probe = socket.socket()
+            try:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(("127.0.0.1", port))  # EADDRINUSE while the old listener is open
+            finally:
+                probe.close()
+            release.set()
+
+
 _UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
